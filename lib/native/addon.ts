@@ -1,0 +1,36 @@
+// Loads the N-API addon once: PIA_ADDON_PATH, then what node-gyp-build finds (build/Release,
+// then prebuilds/<platform>-<arch>/). When all fail, one message says what was tried and what to do.
+import { createRequire } from 'node:module';
+import { PiaError } from '../errors.js';
+import { packageRoot } from './package_root.js';
+import type { NativeAddon } from './types.js';
+
+const require = createRequire(import.meta.url);
+let cached: NativeAddon | undefined;
+
+export function addon(): NativeAddon {
+  if (cached) return cached;
+  const tried: string[] = [];
+  const override = process.env.PIA_ADDON_PATH;
+  if (override) {
+    try {
+      cached = require(override) as NativeAddon;
+      return cached;
+    } catch (e) {
+      tried.push(`PIA_ADDON_PATH=${override}: ${(e as Error).message}`);
+    }
+  }
+  try {
+    const load = require('node-gyp-build') as (dir: string) => unknown;
+    cached = load(packageRoot) as NativeAddon;
+    return cached;
+  } catch (e) {
+    tried.push(`${packageRoot}/build/Release and ${packageRoot}/prebuilds/${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}`);
+  }
+  throw new PiaError(
+    'E_BACKEND',
+    'pia-animate: the native addon could not be loaded.\n  Tried:\n    ' + tried.join('\n    ') +
+      `\n  Fix: reinstall (npm rebuild pia-animate), or build it from source in ${packageRoot} with \`npx cmake-js compile\`` +
+      ' (needs cmake and a C++17 compiler).',
+  );
+}

@@ -1,0 +1,14 @@
+#include <napi.h>
+
+#include "bindings.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  pia::addon::register_backends(env, exports);
+  pia::addon::register_safetensors(env, exports);
+  exports.Set("abiVersion", Napi::Number::New(env, 1));
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(pia_addon, Init)

@@ -1,0 +1,7 @@
+#pragma once
+#include <napi.h>
+
+namespace pia::addon {
+void register_backends(Napi::Env env, Napi::Object exports);
+void register_safetensors(Napi::Env env, Napi::Object exports);
+}  // namespace pia::addon

@@ -1,0 +1,101 @@
+#include "cuda_loader.h"
+
+#include <cstdlib>
+#include <mutex>
+
+#include <dlfcn.h>
+
+namespace pia {
+
+namespace {
+
+std::string dir_of_this_library() {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&dir_of_this_library), &info) && info.dli_fname) {
+    std::string p = info.dli_fname;
+    auto slash = p.rfind('/');
+    if (slash != std::string::npos) return p.substr(0, slash);
+  }
+  return ".";
+}
+
+std::string dl_error() {
+  const char* e = dlerror();
+  return e ? e : "unknown error";
+}
+
+CudaApi g_api;
+
+CudaStatus probe() {
+  CudaStatus s;
+  if (const char* off = std::getenv("PIA_DISABLE_CUDA"); off && *off && std::string(off) != "0") {
+    s.reason = "disabled by PIA_DISABLE_CUDA";
+    return s;
+  }
+  // The driver library is what the CUDA runtime itself needs; without it nothing else can work.
+  void* driver = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!driver) {
+    s.reason = "no NVIDIA driver (libcuda.so.1 could not be opened: " + dl_error() + ")";
+    return s;
+  }
+  std::string lib;
+  if (const char* env = std::getenv("PIA_CUDA_LIBRARY"); env && *env) lib = env;
+  else lib = dir_of_this_library() + "/libpia_cuda.so";
+  void* h = dlopen(lib.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!h) {
+    s.reason = "the CUDA backend library is missing (this build has no CUDA support?): " + dl_error();
+    return s;
+  }
+  s.library = lib;
+  auto version = reinterpret_cast<pia_cuda_abi_version_fn>(dlsym(h, "pia_cuda_abi_version"));
+  g_api.device_count = reinterpret_cast<pia_cuda_device_count_fn>(dlsym(h, "pia_cuda_device_count"));
+  g_api.device_info = reinterpret_cast<pia_cuda_device_info_fn>(dlsym(h, "pia_cuda_device_info"));
+  g_api.add_f32 = reinterpret_cast<pia_cuda_add_f32_fn>(dlsym(h, "pia_cuda_add_f32"));
+  if (!version || !g_api.device_count || !g_api.device_info || !g_api.add_f32) {
+    s.reason = lib + " lacks the expected entry points";
+    return s;
+  }
+  if (version() != PIA_CUDA_ABI_VERSION) {
+    s.reason = lib + " was built for another version of the core (ABI " + std::to_string(version()) + ")";
+    return s;
+  }
+  char err[512] = {0};
+  int count = 0;
+  if (g_api.device_count(&count, err, sizeof err) != 0) {
+    s.reason = std::string("CUDA initialisation failed: ") + err;
+    return s;
+  }
+  if (count == 0) {
+    s.reason = "the NVIDIA driver reports no CUDA device";
+    return s;
+  }
+  for (int i = 0; i < count; ++i) {
+    PiaCudaDeviceInfo info{};
+    if (g_api.device_info(i, &info, err, sizeof err) != 0) continue;
+    CudaDevice d;
+    d.index = i;
+    d.name = info.name;
+    d.major = info.major;
+    d.minor = info.minor;
+    d.total_memory = info.total_memory;
+    d.free_memory = info.free_memory;
+    d.multiprocessors = info.multiprocessors;
+    d.driver_version = info.driver_version;
+    d.runtime_version = info.runtime_version;
+    s.devices.push_back(d);
+  }
+  s.available = !s.devices.empty();
+  if (!s.available) s.reason = "no CUDA device could be queried";
+  return s;
+}
+
+}  // namespace
+
+const CudaStatus& cuda_status() {
+  static const CudaStatus s = probe();
+  return s;
+}
+
+const CudaApi* cuda_api() { return cuda_status().available ? &g_api : nullptr; }
+
+}  // namespace pia

@@ -1,0 +1,38 @@
+#pragma once
+// Finds the optional CUDA backend at run time: libcuda.so.1 first (no driver, no CUDA), then our
+// libpia_cuda.so beside the addon. Never throws; `reason` says why CUDA is unavailable.
+#include <string>
+#include <vector>
+
+#include "cuda_api.h"
+
+namespace pia {
+
+struct CudaDevice {
+  int index = 0;
+  std::string name;
+  int major = 0, minor = 0;
+  size_t total_memory = 0, free_memory = 0;
+  int multiprocessors = 0;
+  int driver_version = 0, runtime_version = 0;
+};
+
+struct CudaStatus {
+  bool available = false;
+  std::string reason;
+  std::string library;  // path of libpia_cuda.so when found
+  std::vector<CudaDevice> devices;
+};
+
+struct CudaApi {
+  pia_cuda_device_count_fn device_count = nullptr;
+  pia_cuda_device_info_fn device_info = nullptr;
+  pia_cuda_add_f32_fn add_f32 = nullptr;
+};
+
+// Probed once per process.
+const CudaStatus& cuda_status();
+// nullptr unless cuda_status().available.
+const CudaApi* cuda_api();
+
+}  // namespace pia

@@ -1,0 +1,22 @@
+# The one list of native sources. binding.gyp includes this file; CMakeLists.txt reads it too.
+{
+  'variables': {
+    'pia_core_sources': [
+      'native/core/json.cpp',
+      'native/core/tensor.cpp',
+      'native/core/thread_pool.cpp',
+      'native/io/mapped_file.cpp',
+      'native/io/safetensors.cpp',
+      'native/cpu/cpu_features.cpp',
+      'native/cuda/cuda_loader.cpp',
+    ],
+    # Compiled with AVX2/FMA/F16C enabled; only called after cpu_features() says the CPU has them.
+    'pia_avx2_sources': [
+    ],
+    'pia_addon_sources': [
+      'native/addon/addon.cpp',
+      'native/addon/backends_binding.cpp',
+      'native/addon/safetensors_binding.cpp',
+    ],
+  },
+}
