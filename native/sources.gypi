@@ -9,6 +9,7 @@
       'native/io/safetensors.cpp',
       'native/cpu/cpu_features.cpp',
       'native/cuda/cuda_loader.cpp',
+      'native/nn/weight_store.cpp',
     ],
     # Compiled with AVX2/FMA/F16C enabled; only called after cpu_features() says the CPU has them.
     'pia_avx2_sources': [
