@@ -10,6 +10,8 @@
       'native/cpu/cpu_features.cpp',
       'native/cuda/cuda_loader.cpp',
       'native/nn/weight_store.cpp',
+      'native/nn/resnet.cpp',
+      'native/nn/attention_processor.cpp',
     ],
     # Compiled with AVX2/FMA/F16C enabled; only called after cpu_features() says the CPU has them.
     'pia_avx2_sources': [
