@@ -7,6 +7,13 @@ import type { NativeAddon } from './types.js';
 
 const require = createRequire(import.meta.url);
 let cached: NativeAddon | undefined;
+let cachedPath: string | undefined;
+
+/** The file the addon was loaded from (after addon() succeeded). */
+export function addonPath(): string | undefined {
+  addon();
+  return cachedPath;
+}
 
 export function addon(): NativeAddon {
   if (cached) return cached;
@@ -15,14 +22,16 @@ export function addon(): NativeAddon {
   if (override) {
     try {
       cached = require(override) as NativeAddon;
+      cachedPath = override;
       return cached;
     } catch (e) {
       tried.push(`PIA_ADDON_PATH=${override}: ${(e as Error).message}`);
     }
   }
   try {
-    const load = require('node-gyp-build') as (dir: string) => unknown;
-    cached = load(packageRoot) as NativeAddon;
+    const load = require('node-gyp-build') as ((dir: string) => unknown) & { resolve(dir: string): string };
+    cachedPath = load.resolve(packageRoot);
+    cached = require(cachedPath) as NativeAddon;
     return cached;
   } catch (e) {
     tried.push(`${packageRoot}/build/Release and ${packageRoot}/prebuilds/${process.platform}-${process.arch}: ${(e as Error).message.split('\n')[0]}`);

@@ -193,6 +193,26 @@ class Parser {
     return v;
   }
 
+  // Length of the well-formed UTF-8 sequence at p_ (no overlongs, surrogates or > U+10FFFF).
+  size_t utf8_sequence_length() {
+    const unsigned char* u = reinterpret_cast<const unsigned char*>(p_);
+    size_t avail = size_t(end_ - p_);
+    unsigned char c = u[0];
+    size_t n;
+    uint32_t min, cp;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; min = 0x80; cp = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; min = 0x800; cp = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; min = 0x10000; cp = c & 0x07; }
+    else fail("invalid UTF-8 in string");
+    if (avail < n) fail("truncated UTF-8 in string");
+    for (size_t i = 1; i < n; ++i) {
+      if ((u[i] & 0xc0) != 0x80) fail("invalid UTF-8 in string");
+      cp = (cp << 6) | (u[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp < 0xe000)) fail("invalid UTF-8 in string");
+    return n;
+  }
+
   std::string parse_string() {
     ++p_;  // opening quote
     std::string out;
@@ -204,6 +224,12 @@ class Parser {
         return out;
       }
       if (c < 0x20) fail("control character in string");
+      if (c >= 0x80) {  // JSON text is UTF-8: refuse malformed sequences instead of passing them on
+        size_t n = utf8_sequence_length();
+        out.append(p_, n);
+        p_ += n;
+        continue;
+      }
       if (c != '\\') {
         out += char(c);
         ++p_;

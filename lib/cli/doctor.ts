@@ -1,0 +1,50 @@
+import { arch, cpus, platform, totalmem } from 'node:os';
+import { backends } from '../backends.js';
+import { addonPath } from '../native/addon.js';
+import { version } from '../version.js';
+
+export interface DoctorReport {
+  version: string;
+  node: string;
+  platform: string;
+  addon: string;
+  cpu: { model: string; threads: number; features: string[]; memoryGiB: number };
+  cuda: ReturnType<typeof backends>['cuda'];
+}
+
+export function doctorReport(): DoctorReport {
+  const b = backends();
+  return {
+    version,
+    node: process.version,
+    platform: `${platform()}-${arch()}`,
+    addon: addonPath() ?? 'unknown',
+    cpu: {
+      model: cpus()[0]?.model ?? 'unknown',
+      threads: b.cpu.threads,
+      features: b.cpu.features,
+      memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
+    },
+    cuda: b.cuda,
+  };
+}
+
+export function formatDoctor(r: DoctorReport): string {
+  const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
+  const lines = [
+    `pia-animate ${r.version} (node ${r.node}, ${r.platform})`,
+    `addon: ${r.addon}`,
+    `cpu:   ${r.cpu.model}, ${r.cpu.threads} threads, ${r.cpu.memoryGiB} GiB RAM, features: ${r.cpu.features.join(' ')}`,
+  ];
+  if (r.cuda.available) {
+    for (const d of r.cuda.devices ?? []) {
+      lines.push(
+        `cuda:  [${d.index}] ${d.name}, compute ${d.computeCapability}, ${gib(d.freeMemory)} free of ${gib(d.totalMemory)}, ` +
+          `driver ${d.driverVersion}, runtime ${d.runtimeVersion}`,
+      );
+    }
+  } else {
+    lines.push(`cuda:  unavailable (${r.cuda.reason ?? 'unknown reason'})`);
+  }
+  return lines.join('\n');
+}
