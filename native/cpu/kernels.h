@@ -1,0 +1,61 @@
+#pragma once
+// The CPU backend's kernels (float32, row-major, contiguous). cpu_backend.cpp checks shapes and
+// dtypes and calls these; nothing outside native/cpu uses them directly.
+#include <cmath>
+#include <cstdint>
+
+#include "../ops/backend.h"
+
+namespace pia::cpu {
+
+// C[M,N] (row stride ldc) = A[M,K] (lda) · op(B)  (+= when accumulate)
+// op(B) = B [K,N] (ldb), or Bᵀ with B stored [N,K] (ldb) when trans_b.
+// Multi-threaded over the global pool; runs inline when called from inside a worker.
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
+          float* C, int64_t ldc, bool accumulate);
+
+// torch.nn.Conv2d (groups=1, dilation=1). x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] or null.
+void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,
+            int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo);
+
+// torch.nn.GroupNorm on x [N, C, S] (S = spatial size), then `act`.
+void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, const float* gamma, const float* beta,
+                float eps, Activation act, float* y);
+// torch.nn.LayerNorm over the last dim D of rows x [R, D].
+void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y);
+
+// Flash-style attention; q [B,Sq,H·D], k [B,Sk,H·D], v [B,Sk,H·Dv] -> o [B,Sq,H·Dv].
+void attention(const float* q, const float* k, const float* v, float* o, int64_t B, int64_t Sq, int64_t Sk,
+               int64_t H, int64_t D, int64_t Dv, float scale, bool causal);
+
+// diffusers' FreeU fourier_filter on x [planes, H, W].
+void fourier_filter(const float* x, int64_t planes, int64_t H, int64_t W, int threshold, float scale, float* y);
+
+// --- activations (torch formulas) -----------------------------------------------------------------
+inline float gelu_erf(float x) { return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f)); }
+inline float apply_activation(Activation act, float x) {
+  switch (act) {
+    case Activation::None: return x;
+    case Activation::SiLU: return x / (1.f + std::exp(-x));
+    case Activation::GELU: return gelu_erf(x);
+    case Activation::GELUTanh: {
+      const float kBeta = 0.7978845608028654f;  // sqrt(2 / pi)
+      return 0.5f * x * (1.f + std::tanh(kBeta * (x + 0.044715f * x * x * x)));
+    }
+    // CLIP's quick_gelu: x * sigmoid(1.702 x)
+    case Activation::QuickGELU: return x / (1.f + std::exp(-1.702f * x));
+  }
+  return x;
+}
+void activation_inplace(float* x, int64_t n, Activation act);
+
+}  // namespace pia::cpu
+
+namespace pia::cpu {
+// out = a op b over the broadcast shape `out_shape`; sa/sb are a's and b's strides aligned to
+// out_shape (0 on broadcast dims). a and b may be strided views.
+void binary(BinaryOp op, const float* a, const Shape& sa, const float* b, const Shape& sb, float* out,
+            const Shape& out_shape);
+// a += alpha · b, b broadcast by strides sb over a's (contiguous) shape.
+void add_inplace(float* a, const Shape& shape, const float* b, const Shape& sb, float alpha);
+}  // namespace pia::cpu
