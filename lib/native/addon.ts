@@ -39,7 +39,8 @@ export function addon(): NativeAddon {
   throw new PiaError(
     'E_BACKEND',
     'pia-animate: the native addon could not be loaded.\n  Tried:\n    ' + tried.join('\n    ') +
-      `\n  Fix: reinstall (npm rebuild pia-animate), or build it from source in ${packageRoot} with \`npx cmake-js compile\`` +
-      ' (needs cmake and a C++17 compiler).',
+      '\n  There is no prebuilt addon for this platform, and npm skips install scripts unless allowed.' +
+      '\n  Fix: `npm rebuild pia-animate --allow-scripts=pia-animate` (builds from source: needs cmake and a C++17' +
+      ` compiler), or run \`npx cmake-js compile\` in ${packageRoot}.`,
   );
 }
