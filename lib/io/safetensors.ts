@@ -1,10 +1,8 @@
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { PiaError, fromNativeError, invalidArgument } from '../errors.js';
 import { addon } from '../native/addon.js';
 import type { NativeSafetensorsFile } from '../native/types.js';
 import { widenF16, widenBF16 } from './float16.js';
+import { writeFileAtomicSync } from './atomic_write.js';
 
 export type SafetensorsDtype =
   | 'BOOL' | 'U8' | 'I8' | 'F8_E4M3' | 'F8_E5M2' | 'I16' | 'U16' | 'F16' | 'BF16'
@@ -163,20 +161,5 @@ export function saveSafetensors(path: string, tensors: Record<string, SaveableTe
   const lengthField = Buffer.alloc(8);
   lengthField.writeBigUInt64LE(BigInt(padded.length));
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'wx');
-    writeSync(fd, lengthField);
-    writeSync(fd, padded);
-    for (const c of chunks) writeSync(fd, c);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw e;
-  }
+  writeFileAtomicSync(path, [lengthField, padded, ...chunks]);
 }
