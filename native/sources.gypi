@@ -19,6 +19,8 @@
       'native/nn/weight_store.cpp',
       'native/nn/resnet.cpp',
       'native/nn/attention_processor.cpp',
+      'native/nn/clip_text_model.cpp',
+      'native/nn/autoencoder_kl.cpp',
     ],
     # Compiled with AVX2/FMA/F16C enabled; only called after cpu_features() says the CPU has them.
     'pia_avx2_sources': [
@@ -27,6 +29,8 @@
       'native/addon/addon.cpp',
       'native/addon/backends_binding.cpp',
       'native/addon/safetensors_binding.cpp',
+      'native/addon/clip_text_binding.cpp',
+      'native/addon/autoencoder_kl_binding.cpp',
     ],
   },
 }

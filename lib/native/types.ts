@@ -24,10 +24,37 @@ export interface BackendsInfo {
   cuda: { available: boolean; reason?: string; library?: string; devices?: CudaDeviceInfo[] };
 }
 
+/** A loaded network (a type-tagged External); only the addon's own functions accept it. */
+export type NativeModelHandle = object & { readonly __nativeModel?: never };
+
+export interface NativeTensor {
+  data: Float32Array;
+  shape: number[];
+}
+
+export interface NativeCLIPTextModel {
+  load(configJson: string, weightPaths: string[]): Promise<NativeModelHandle>;
+  /** clipSkip -1: none. */
+  forward(
+    handle: NativeModelHandle, ids: Int32Array, batch: number, seqLen: number, clipSkip: number, outputHiddenStates: boolean,
+  ): Promise<{ lastHiddenState: NativeTensor; poolerOutput: NativeTensor; hiddenStates?: NativeTensor[] }>;
+  dispose(handle: NativeModelHandle): void;
+}
+
+export interface NativeAutoencoderKL {
+  load(configJson: string, weightPaths: string[]): Promise<NativeModelHandle>;
+  encode(handle: NativeModelHandle, x: NativeTensor, slicing: boolean, tiling: boolean):
+    Promise<{ mean: NativeTensor; logvar: NativeTensor; std: NativeTensor }>;
+  decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean): Promise<NativeTensor>;
+  dispose(handle: NativeModelHandle): void;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   backends(): BackendsInfo;
   setNumThreads(n: number): number;
   cudaSelfTest(device?: number): Promise<boolean>;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
+  clipTextModel: NativeCLIPTextModel;
+  autoencoderKL: NativeAutoencoderKL;
 }

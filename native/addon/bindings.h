@@ -4,4 +4,6 @@
 namespace pia::addon {
 void register_backends(Napi::Env env, Napi::Object exports);
 void register_safetensors(Napi::Env env, Napi::Object exports);
+void register_clip_text(Napi::Env env, Napi::Object exports);
+void register_autoencoder_kl(Napi::Env env, Napi::Object exports);
 }  // namespace pia::addon

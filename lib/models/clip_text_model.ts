@@ -1,0 +1,158 @@
+// transformers' CLIPTextModel over the native network (native/nn/clip_text_model.cpp).
+import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { addon } from '../native/addon.js';
+import type { NativeModelHandle } from '../native/types.js';
+import type { Tensor } from '../tensor.js';
+import { readModelFolder } from './model_files.js';
+
+/** config.json of the text encoder (Hugging Face keys; the fields the network reads, and the rest). */
+export interface CLIPTextConfig {
+  vocab_size: number;
+  hidden_size: number;
+  intermediate_size: number;
+  num_hidden_layers: number;
+  num_attention_heads: number;
+  max_position_embeddings: number;
+  hidden_act: string;
+  layer_norm_eps: number;
+  eos_token_id: number;
+  [key: string]: unknown;
+}
+
+export interface CLIPTextModelOutput {
+  /** [B, S, hidden]; with `clipSkip: k`, `final_layer_norm(hidden_states[-(k+1)])` (diffusers' encode_prompt). */
+  lastHiddenState: Tensor;
+  /** [B, hidden]: the last layer's (final-normed) state at the EOS position, as transformers pools. */
+  poolerOutput: Tensor;
+  /** With `outputHiddenStates`: the embeddings output, then each layer's output before final_layer_norm. */
+  hiddenStates?: Tensor[];
+}
+
+export interface CLIPTextEncodeOptions {
+  clipSkip?: number;
+  outputHiddenStates?: boolean;
+  signal?: AbortSignal;
+}
+
+// transformers CLIPTextConfig defaults (v4.37).
+const DEFAULTS = {
+  vocab_size: 49408,
+  hidden_size: 512,
+  intermediate_size: 2048,
+  num_hidden_layers: 12,
+  num_attention_heads: 8,
+  max_position_embeddings: 77,
+  hidden_act: 'quick_gelu',
+  layer_norm_eps: 1e-5,
+  eos_token_id: 49407,
+};
+
+function textConfig(raw: Record<string, unknown>): CLIPTextConfig {
+  // A whole CLIPModel config: CLIPTextConfig.from_pretrained uses its text_config.
+  const src = raw.model_type === 'clip' && raw.text_config && typeof raw.text_config === 'object'
+    ? (raw.text_config as Record<string, unknown>)
+    : raw;
+  const out: Record<string, unknown> = { ...src };
+  for (const [k, v] of Object.entries(DEFAULTS)) if (out[k] === undefined || out[k] === null) out[k] = v;
+  return Object.freeze(out) as CLIPTextConfig;
+}
+
+export class CLIPTextModel {
+  readonly config: CLIPTextConfig;
+  #handle: NativeModelHandle | undefined;
+
+  private constructor(handle: NativeModelHandle, config: CLIPTextConfig) {
+    this.#handle = handle;
+    this.config = config;
+  }
+
+  /**
+   * Loads `<dir>/config.json` and `<dir>/model.safetensors` (or its shards). Weights must match the
+   * config exactly: a missing, unexpected or misshapen key is E_WEIGHTS_MISMATCH naming the key.
+   */
+  static async fromPretrained(dir: string, options: { signal?: AbortSignal; variant?: string } = {}): Promise<CLIPTextModel> {
+    const folder = await readModelFolder(dir, {
+      weightNames: ['model'],
+      variant: options.variant,
+      what: 'text encoder',
+      signal: options.signal,
+    });
+    throwIfAborted(options.signal);
+    let handle: NativeModelHandle;
+    try {
+      handle = await addon().clipTextModel.load(folder.configJson, folder.weightPaths);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    if (options.signal?.aborted) {
+      addon().clipTextModel.dispose(handle);
+      throw abortError(options.signal);
+    }
+    return new CLIPTextModel(handle, textConfig(folder.config));
+  }
+
+  /** Runs the encoder on token ids ([batch][seq_len], e.g. CLIPTokenizer's `inputIds`). */
+  async encode(inputIds: number[][], options: CLIPTextEncodeOptions = {}): Promise<CLIPTextModelOutput> {
+    const handle = this.#live();
+    throwIfAborted(options.signal);
+    if (!Array.isArray(inputIds) || inputIds.length === 0 || !inputIds.every(Array.isArray)) {
+      throw invalidArgument('inputIds', 'expected a non-empty array of token id arrays');
+    }
+    const batch = inputIds.length;
+    const seqLen = inputIds[0].length;
+    const maxLen = this.config.max_position_embeddings;
+    if (seqLen === 0 || seqLen > maxLen) {
+      throw invalidArgument('inputIds', `sequences must hold 1..${maxLen} tokens (max_position_embeddings), got ${seqLen}`);
+    }
+    const ids = new Int32Array(batch * seqLen);
+    for (let b = 0; b < batch; b++) {
+      const row = inputIds[b];
+      if (row.length !== seqLen) throw invalidArgument('inputIds', `all sequences must have the same length (row ${b} has ${row.length}, row 0 ${seqLen})`);
+      for (let s = 0; s < seqLen; s++) {
+        const id = row[s];
+        if (!Number.isInteger(id) || id < 0 || id >= this.config.vocab_size) {
+          throw invalidArgument('inputIds', `token id ${id} at [${b}][${s}] is outside the vocabulary [0, ${this.config.vocab_size})`);
+        }
+        ids[b * seqLen + s] = id;
+      }
+    }
+    let clipSkip = -1;
+    if (options.clipSkip !== undefined && options.clipSkip !== null) {
+      const k = options.clipSkip;
+      if (!Number.isInteger(k) || k < 0 || k > this.config.num_hidden_layers) {
+        throw invalidArgument('clipSkip', `must be an integer in 0..${this.config.num_hidden_layers}, got ${k}`);
+      }
+      clipSkip = k;
+    }
+    const outputHiddenStates = options.outputHiddenStates === true;
+    let out;
+    try {
+      out = await addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    throwIfAborted(options.signal);
+    const result: CLIPTextModelOutput = { lastHiddenState: out.lastHiddenState, poolerOutput: out.poolerOutput };
+    if (outputHiddenStates) result.hiddenStates = out.hiddenStates ?? [];
+    return result;
+  }
+
+  /** Frees the native weights; further calls fail. Safe to call twice. */
+  dispose(): void {
+    if (this.#handle) addon().clipTextModel.dispose(this.#handle);
+    this.#handle = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(): NativeModelHandle {
+    if (!this.#handle) throw new PiaError('E_INVALID_ARGUMENT', 'CLIPTextModel: the model was disposed');
+    return this.#handle;
+  }
+}
