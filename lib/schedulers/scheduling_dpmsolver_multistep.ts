@@ -12,6 +12,7 @@ import {
   sigmaToT,
   sqrtf,
 } from './numerics.js';
+import { sleefExpf, sleefLogf } from './sleef.js';
 import {
   SchedulerBase,
   broadcastBinary,
@@ -39,9 +40,9 @@ import {
 } from './scheduling_utils.js';
 
 const fr = Math.fround;
-// torch.log / torch.exp on 0-dim float32 tensors.
-const logf = (x: number): number => fr(Math.log(x));
-const expf = (x: number): number => fr(Math.exp(x));
+// torch.log / torch.exp of float32 tensors (SLEEF on AVX2, see sleef.ts).
+const logf = sleefLogf;
+const expf = sleefExpf;
 
 type AlgorithmType = 'dpmsolver++' | 'sde-dpmsolver++' | 'dpmsolver' | 'sde-dpmsolver';
 type SolverType = 'midpoint' | 'heun';
@@ -291,7 +292,7 @@ export class DPMSolverMultistepScheduler extends SchedulerBase {
   private lambdas(...sigmas: number[]): Array<{ alpha: number; sigma: number; lambda: number }> {
     return sigmas.map((s) => {
       const [alpha, sigma] = alphaSigma(s);
-      return { alpha, sigma, lambda: logf(alpha) - logf(sigma) };
+      return { alpha, sigma, lambda: fr(logf(alpha) - logf(sigma)) };
     });
   }
 
