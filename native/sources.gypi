@@ -15,6 +15,7 @@
       'native/cpu/fourier_filter.cpp',
       'native/cpu/gemm.cpp',
       'native/cpu/norm.cpp',
+      'native/cpu/simd.cpp',
       'native/cuda/cuda_loader.cpp',
       'native/nn/weight_store.cpp',
       'native/nn/resnet.cpp',
@@ -24,6 +25,7 @@
     ],
     # Compiled with AVX2/FMA/F16C enabled; only called after cpu_features() says the CPU has them.
     'pia_avx2_sources': [
+      'native/cpu/simd_avx2.cpp',
     ],
     'pia_addon_sources': [
       'native/addon/addon.cpp',

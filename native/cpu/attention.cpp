@@ -8,6 +8,7 @@
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace pia::cpu {
 
@@ -36,22 +37,13 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
         for (int64_t i = 0; i < nq; ++i) {
           float* si = s.data() + i * nk;
           const int64_t valid = causal ? std::min(nk, q0 + i - k0 + 1) : nk;
-          float mx = m[size_t(i)];
-          for (int64_t j = 0; j < valid; ++j) {
-            si[j] *= scale;
-            mx = std::max(mx, si[j]);
-          }
+          const float mx = std::max(m[size_t(i)], scale_max(si, valid, scale));
           const float corr = std::exp(m[size_t(i)] - mx);
-          float sum = 0.f;
-          for (int64_t j = 0; j < valid; ++j) {
-            si[j] = std::exp(si[j] - mx);
-            sum += si[j];
-          }
-          for (int64_t j = valid; j < nk; ++j) si[j] = 0.f;
+          const float sum = exp_sub_sum(si, valid, mx);
+          std::fill(si + valid, si + nk, 0.f);
           l[size_t(i)] = l[size_t(i)] * corr + sum;
           m[size_t(i)] = mx;
-          float* ai = acc.data() + i * Dv;
-          for (int64_t d = 0; d < Dv; ++d) ai[d] *= corr;
+          if (corr != 1.f) axpby(acc.data() + i * Dv, acc.data() + i * Dv, Dv, corr, 0.f);
         }
         gemm(nq, Dv, nk, s.data(), nk, vb + k0 * ldv, ldv, false, acc.data(), Dv, true);
       }

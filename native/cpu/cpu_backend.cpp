@@ -6,6 +6,7 @@
 #include "../core/thread_pool.h"
 #include "../ops/backend.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace pia {
 
@@ -260,7 +261,7 @@ class CpuBackend final : public Backend {
     parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; ++r) {
         const float* xr = xp + r * 2 * n;
-        for (int64_t i = 0; i < n; ++i) yp[r * n + i] = xr[i] * cpu::gelu_erf(xr[n + i]);
+        cpu::geglu_row(xr, xr + n, yp + r * n, n);
       }
     });
     return y;

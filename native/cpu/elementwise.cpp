@@ -3,6 +3,7 @@
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace pia::cpu {
 
@@ -33,6 +34,8 @@ void for_each_row(const Shape& shape, const Shape& sa, const Shape& sb, Fn fn) {
 void activation_inplace(float* x, int64_t n, Activation act) {
   if (act == Activation::None) return;
   parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
+    if (act == Activation::SiLU) return silu_inplace(x + b, e - b);
+    if (act == Activation::GELU) return gelu_inplace(x + b, e - b);
     for (int64_t i = b; i < e; ++i) x[i] = apply_activation(act, x[i]);
   });
 }

@@ -1,40 +1,71 @@
+// Packed, cache-blocked SGEMM in the BLIS layout: B is packed a KC×NC block at a time into
+// NR-wide column panels (shared by all threads), each task packs its MC×KC block of A into MR-row
+// panels and runs the MR×NR micro-kernel (AVX2/FMA when available, simd.h) over them.
 #include <algorithm>
-#include <vector>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace pia::cpu {
 
 namespace {
 
-// One tile of C: rows [i0,i1) × cols [j0,j1).
-void gemm_tile_ref(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, const float* A, int64_t lda,
-                   const float* B, int64_t ldb, bool trans_b, float* C, int64_t ldc, bool accumulate) {
-  if (trans_b) {
-    for (int64_t i = i0; i < i1; ++i) {
-      const float* a = A + i * lda;
-      for (int64_t j = j0; j < j1; ++j) {
-        const float* b = B + j * ldb;
-        float s = 0.f;
-        for (int64_t k = 0; k < K; ++k) s += a[k] * b[k];
-        float* c = C + i * ldc + j;
-        *c = accumulate ? *c + s : s;
-      }
+// KC·NR·4 ≤ 24 KB: a B panel stays in L1; MC·KC·4 ≤ 144 KB of A stays in L2. K is cut into
+// equal blocks of at most KC (K = 320 is one block, not 256 + 64: each block re-reads C).
+constexpr int64_t KC = 384, MC = 96, NC = 3072;
+static_assert(MC % kMR == 0 && NC % kNR == 0, "blocks are whole micro-tiles");
+
+// A growable 64-byte-aligned scratch buffer (one per thread and role).
+struct Scratch {
+  float* p = nullptr;
+  size_t cap = 0;
+  ~Scratch() { std::free(p); }
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      cap = std::max(n, cap * 2);
+      p = static_cast<float*>(std::aligned_alloc(64, (cap * sizeof(float) + 63) / 64 * 64));
+      if (!p) throw std::bad_alloc();
     }
-    return;
+    return p;
   }
-  std::vector<float> acc(size_t(j1 - j0));
-  for (int64_t i = i0; i < i1; ++i) {
-    std::fill(acc.begin(), acc.end(), 0.f);
-    const float* a = A + i * lda;
-    for (int64_t k = 0; k < K; ++k) {
-      const float av = a[k];
-      const float* b = B + k * ldb + j0;
-      for (int64_t j = 0; j < j1 - j0; ++j) acc[size_t(j)] += av * b[j];
+};
+
+void pack_b_panel(const float* B, int64_t ldb, bool trans_b, int64_t k0, int64_t kc, int64_t j0, int64_t N,
+                  float* dst) {
+  const int64_t nj = std::min(kNR, N - j0);
+  if (trans_b) {
+    for (int64_t j = 0; j < nj; ++j) {
+      const float* src = B + (j0 + j) * ldb + k0;
+      for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = src[k];
     }
-    float* c = C + i * ldc + j0;
-    for (int64_t j = 0; j < j1 - j0; ++j) c[j] = accumulate ? c[j] + acc[size_t(j)] : acc[size_t(j)];
+    for (int64_t j = nj; j < kNR; ++j)
+      for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = 0.f;
+  } else {
+    for (int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (k0 + k) * ldb + j0;
+      float* d = dst + k * kNR;
+      int64_t j = 0;
+      for (; j < nj; ++j) d[j] = src[j];
+      for (; j < kNR; ++j) d[j] = 0.f;
+    }
+  }
+}
+
+void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  for (int64_t r = 0; r < mc; r += kMR) {
+    const int64_t ni = std::min(kMR, mc - r);
+    float* d = dst + r * kc;
+    for (int64_t i = 0; i < ni; ++i) {
+      const float* src = A + (i0 + r + i) * lda + k0;
+      for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = src[k];
+    }
+    for (int64_t i = ni; i < kMR; ++i)
+      for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = 0.f;
   }
 }
 
@@ -43,15 +74,61 @@ void gemm_tile_ref(int64_t i0, int64_t i1, int64_t j0, int64_t j1, int64_t K, co
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
           float* C, int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
-  const int64_t TM = 32, TN = 256;
-  const int64_t tm = (M + TM - 1) / TM, tn = (N + TN - 1) / TN;
-  parallel_for(0, tm * tn, 1, [&](int64_t b, int64_t e) {
-    for (int64_t t = b; t < e; ++t) {
-      int64_t i0 = (t / tn) * TM, j0 = (t % tn) * TN;
-      gemm_tile_ref(i0, std::min(M, i0 + TM), j0, std::min(N, j0 + TN), K, A, lda, B, ldb, trans_b, C, ldc,
-                    accumulate);
+  if (K <= 0) {
+    if (!accumulate)
+      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    return;
+  }
+  const MicroKernel uk = micro_kernel();
+  const int64_t threads = ThreadPool::global()->size();
+  thread_local Scratch bbuf;
+  const int64_t mblocks = (M + MC - 1) / MC;
+  for (int64_t jc = 0; jc < N; jc += NC) {
+    const int64_t nc = std::min(NC, N - jc);
+    const int64_t panels = (nc + kNR - 1) / kNR;
+    // Split the columns too when there are too few row blocks to keep every thread busy.
+    const int64_t nchunks = std::min(panels, std::max<int64_t>(1, (2 * threads + mblocks - 1) / mblocks));
+    const int64_t chunk = (panels + nchunks - 1) / nchunks;
+    const int64_t kblocks = (K + KC - 1) / KC, kstep = (K + kblocks - 1) / kblocks;
+    for (int64_t pc = 0; pc < K; pc += kstep) {
+      const int64_t kc = std::min(kstep, K - pc);
+      float* bp = bbuf.get(size_t(panels * kc * kNR));
+      parallel_for(0, panels, std::max<int64_t>(1, 64 / std::max<int64_t>(1, kc / 64)), [&](int64_t b, int64_t e) {
+        for (int64_t p = b; p < e; ++p) pack_b_panel(B, ldb, trans_b, pc, kc, jc + p * kNR, N, bp + p * kc * kNR);
+      });
+      const bool acc = accumulate || pc > 0;
+      parallel_for(0, mblocks * nchunks, 1, [&](int64_t tb, int64_t te) {
+        thread_local Scratch abuf;
+        float* ap = abuf.get(size_t(MC * KC));
+        alignas(64) float tile[kMR * kNR];
+        int64_t packed_ic = -1;
+        for (int64_t t = tb; t < te; ++t) {
+          const int64_t ic = (t / nchunks) * MC, mc = std::min(MC, M - ic);
+          const int64_t p0 = (t % nchunks) * chunk, p1 = std::min(panels, p0 + chunk);
+          if (ic != packed_ic) {
+            pack_a_block(A, lda, ic, mc, pc, kc, ap);
+            packed_ic = ic;
+          }
+          for (int64_t p = p0; p < p1; ++p) {
+            const float* bpan = bp + p * kc * kNR;
+            const int64_t j = jc + p * kNR, nj = std::min(kNR, N - j);
+            for (int64_t r = 0; r < mc; r += kMR) {
+              const int64_t ni = std::min(kMR, mc - r);
+              float* c = C + (ic + r) * ldc + j;
+              if (ni == kMR && nj == kNR) {
+                uk(kc, ap + r * kc, bpan, c, ldc, acc);
+                continue;
+              }
+              if (acc)
+                for (int64_t i = 0; i < ni; ++i) std::memcpy(tile + i * kNR, c + i * ldc, size_t(nj) * sizeof(float));
+              uk(kc, ap + r * kc, bpan, tile, kNR, acc);
+              for (int64_t i = 0; i < ni; ++i) std::memcpy(c + i * ldc, tile + i * kNR, size_t(nj) * sizeof(float));
+            }
+          }
+        }
+      });
     }
-  });
+  }
 }
 
 }  // namespace pia::cpu

@@ -1,0 +1,89 @@
+// Portable versions of the simd.h kernels and the run-time choice between them and the AVX2 ones.
+#include "simd.h"
+
+#include <cmath>
+#include <limits>
+
+#include "cpu_features.h"
+
+namespace pia::cpu {
+
+bool use_avx2() {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool ok = cpu_features().avx2 && cpu_features().fma;
+  return ok;
+#else
+  return false;
+#endif
+}
+
+namespace {
+void micro_kernel_generic(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate) {
+  float acc[kMR][kNR];
+  for (int64_t i = 0; i < kMR; ++i)
+    for (int64_t j = 0; j < kNR; ++j) acc[i][j] = accumulate ? C[i * ldc + j] : 0.f;
+  for (int64_t k = 0; k < kc; ++k, Ap += kMR, Bp += kNR)
+    for (int64_t i = 0; i < kMR; ++i)
+      for (int64_t j = 0; j < kNR; ++j) acc[i][j] += Ap[i] * Bp[j];
+  for (int64_t i = 0; i < kMR; ++i)
+    for (int64_t j = 0; j < kNR; ++j) C[i * ldc + j] = acc[i][j];
+}
+inline float gelu1(float x) { return 0.5f * x * (1.f + std::erf(x * 0.70710678118654752f)); }
+}  // namespace
+
+MicroKernel micro_kernel() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (use_avx2()) return avx2::micro_kernel;
+#endif
+  return micro_kernel_generic;
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define PIA_AVX2(call) \
+  if (use_avx2()) return avx2::call
+#else
+#define PIA_AVX2(call)
+#endif
+
+float exp_sub_sum(float* x, int64_t n, float m) {
+  PIA_AVX2(exp_sub_sum(x, n, m));
+  float s = 0.f;
+  for (int64_t i = 0; i < n; ++i) s += (x[i] = std::exp(x[i] - m));
+  return s;
+}
+
+float scale_max(float* x, int64_t n, float scale) {
+  PIA_AVX2(scale_max(x, n, scale));
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] *= scale;
+    m = x[i] > m ? x[i] : m;
+  }
+  return m;
+}
+
+void axpby(float* y, const float* x, int64_t n, float a, float b) {
+  PIA_AVX2(axpby(y, x, n, a, b));
+  if (b == 0.f) {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a;
+  } else {
+    for (int64_t i = 0; i < n; ++i) y[i] = x[i] * a + y[i] * b;
+  }
+}
+
+void silu_inplace(float* x, int64_t n) {
+  PIA_AVX2(silu_inplace(x, n));
+  for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (1.f + std::exp(-x[i]));
+}
+
+void gelu_inplace(float* x, int64_t n) {
+  PIA_AVX2(gelu_inplace(x, n));
+  for (int64_t i = 0; i < n; ++i) x[i] = gelu1(x[i]);
+}
+
+void geglu_row(const float* a, const float* g, float* y, int64_t n) {
+  PIA_AVX2(geglu_row(a, g, y, n));
+  for (int64_t i = 0; i < n; ++i) y[i] = a[i] * gelu1(g[i]);
+}
+
+}  // namespace pia::cpu

@@ -1,0 +1,41 @@
+#pragma once
+// Kernels with an AVX2/FMA build (simd_avx2.cpp, compiled with -mavx2 -mfma) and a portable one.
+// Callers go through the dispatching wrappers below, which pick the AVX2 path when cpu_features()
+// reports avx2+fma (PIA_CPU_GENERIC=1 forces the portable path).
+#include <cstdint>
+
+namespace pia::cpu {
+
+// GEMM micro-kernel tile: MR rows of packed A times NR columns of packed B.
+constexpr int64_t kMR = 6, kNR = 16;
+
+// C[MR×NR] (ldc) (+)= Ap[kc×MR] · Bp[kc×NR]; accumulate=false overwrites C.
+using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate);
+MicroKernel micro_kernel();
+
+// Softmax helper: x[i] = exp(x[i] − m), returns Σ x[i].
+float exp_sub_sum(float* x, int64_t n, float m);
+// Max of x[0..n) scaled in place by `scale` (x[i] *= scale), returns the max (−inf when n = 0).
+float scale_max(float* x, int64_t n, float scale);
+// y = x · a + y·b (b = 0 or 1 overwrites/adds).
+void axpby(float* y, const float* x, int64_t n, float a, float b);
+// In-place activations in float, torch formulas.
+void silu_inplace(float* x, int64_t n);
+void gelu_inplace(float* x, int64_t n);
+// y[i] = a[i] * gelu(g[i]) (diffusers GEGLU).
+void geglu_row(const float* a, const float* g, float* y, int64_t n);
+
+bool use_avx2();
+
+// AVX2 builds (defined in simd_avx2.cpp; only called when use_avx2()).
+namespace avx2 {
+void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate);
+float exp_sub_sum(float* x, int64_t n, float m);
+float scale_max(float* x, int64_t n, float scale);
+void axpby(float* y, const float* x, int64_t n, float a, float b);
+void silu_inplace(float* x, int64_t n);
+void gelu_inplace(float* x, int64_t n);
+void geglu_row(const float* a, const float* g, float* y, int64_t n);
+}  // namespace avx2
+
+}  // namespace pia::cpu
