@@ -1,0 +1,212 @@
+// diffusers' AutoencoderKL over the native network (native/nn/autoencoder_kl.cpp). Slicing and
+// tiling are switches held here and passed with each call, as diffusers keeps them on the module.
+import { PiaError, abortError, fromNativeError, throwIfAborted } from '../errors.js';
+import { addon } from '../native/addon.js';
+import type { NativeModelHandle } from '../native/types.js';
+import type { Generator } from '../random/generator.js';
+import { assertTensor, type Tensor } from '../tensor.js';
+import { readModelFolder } from './model_files.js';
+
+/**
+ * config.json with every AutoencoderKL.__init__ key filled in (diffusers' `vae.config`, snake_case),
+ * plus `scalingFactor` as a camelCase alias of `scaling_factor`.
+ */
+export interface AutoencoderKLConfig {
+  in_channels: number;
+  out_channels: number;
+  down_block_types: string[];
+  up_block_types: string[];
+  block_out_channels: number[];
+  layers_per_block: number;
+  act_fn: string;
+  latent_channels: number;
+  norm_num_groups: number;
+  sample_size: number | number[];
+  scaling_factor: number;
+  force_upcast: boolean | number;
+  scalingFactor: number;
+  [key: string]: unknown;
+}
+
+/** diffusers' DiagonalGaussianDistribution (`vae.encode(x).latent_dist`). */
+export interface LatentDistribution {
+  mean: Tensor;
+  /** clamped to [-30, 20] */
+  logvar: Tensor;
+  /** exp(0.5 · logvar) */
+  std: Tensor;
+  /** `mean + std * randn(mean.shape, generator)` in float32, drawing exactly like diffusers' `sample(generator)`. */
+  sample(generator: Generator): Tensor;
+  /** `mean` (DiagonalGaussianDistribution.mode()). */
+  mode(): Tensor;
+}
+
+// AutoencoderKL.__init__ defaults (v0.26.3).
+const DEFAULTS = {
+  in_channels: 3,
+  out_channels: 3,
+  down_block_types: ['DownEncoderBlock2D'],
+  up_block_types: ['UpDecoderBlock2D'],
+  block_out_channels: [64],
+  layers_per_block: 1,
+  act_fn: 'silu',
+  latent_channels: 4,
+  norm_num_groups: 32,
+  sample_size: 32,
+  scaling_factor: 0.18215,
+  force_upcast: true,
+};
+
+function vaeConfig(raw: Record<string, unknown>): AutoencoderKLConfig {
+  const out: Record<string, unknown> = { ...raw };
+  for (const [k, v] of Object.entries(DEFAULTS)) if (out[k] === undefined || out[k] === null) out[k] = v;
+  out.scalingFactor = out.scaling_factor;
+  return Object.freeze(out) as AutoencoderKLConfig;
+}
+
+function distribution(mean: Tensor, logvar: Tensor, std: Tensor): LatentDistribution {
+  return {
+    mean,
+    logvar,
+    std,
+    sample(generator: Generator): Tensor {
+      // randn_tensor(mean.shape, generator) then `self.mean + self.std * sample`: two float32 ops.
+      const noise = generator.randn(mean.shape).data;
+      const out = new Float32Array(mean.data.length);
+      for (let i = 0; i < out.length; i++) out[i] = Math.fround(mean.data[i] + Math.fround(std.data[i] * noise[i]));
+      return { data: out, shape: [...mean.shape] };
+    },
+    mode(): Tensor {
+      return mean;
+    },
+  };
+}
+
+export class AutoencoderKL {
+  readonly config: AutoencoderKLConfig;
+  #handle: NativeModelHandle | undefined;
+  #slicing = false;
+  #tiling = false;
+
+  private constructor(handle: NativeModelHandle, config: AutoencoderKLConfig) {
+    this.#handle = handle;
+    this.config = config;
+  }
+
+  /** Loads `<dir>/config.json` and `<dir>/diffusion_pytorch_model.safetensors` (or its shards). */
+  static async fromPretrained(dir: string, options: { signal?: AbortSignal; variant?: string } = {}): Promise<AutoencoderKL> {
+    const folder = await readModelFolder(dir, {
+      weightNames: ['diffusion_pytorch_model'],
+      variant: options.variant,
+      what: 'vae',
+      signal: options.signal,
+    });
+    throwIfAborted(options.signal);
+    let handle: NativeModelHandle;
+    try {
+      handle = await addon().autoencoderKL.load(folder.configJson, folder.weightPaths);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    if (options.signal?.aborted) {
+      addon().autoencoderKL.dispose(handle);
+      throw abortError(options.signal);
+    }
+    return new AutoencoderKL(handle, vaeConfig(folder.config));
+  }
+
+  /** 2^(len(block_out_channels) - 1), the pipelines' `vae_scale_factor`. */
+  get scaleFactor(): number {
+    return 2 ** (this.config.block_out_channels.length - 1);
+  }
+
+  get scalingFactor(): number {
+    return this.config.scaling_factor;
+  }
+
+  /** Images [B, in_channels, H, W] in [-1, 1] → the latent distribution (`vae.encode(x).latent_dist`). */
+  async encode(x: Tensor, options: { signal?: AbortSignal } = {}): Promise<LatentDistribution> {
+    const handle = this.#live();
+    throwIfAborted(options.signal);
+    assertTensor(x, 'x', 4);
+    if (x.shape[1] !== this.config.in_channels) {
+      throw new PiaError('E_INVALID_ARGUMENT', `x: expected ${this.config.in_channels} channels, got shape [${x.shape.join(', ')}]`, { option: 'x' });
+    }
+    let out;
+    try {
+      out = await addon().autoencoderKL.encode(handle, { data: x.data, shape: x.shape }, this.#slicing, this.#tiling);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    throwIfAborted(options.signal);
+    return distribution(out.mean, out.logvar, out.std);
+  }
+
+  /** Latents [B, latent_channels, h, w] (already divided by the scaling factor) → images [B, out_channels, H, W]. */
+  async decode(z: Tensor, options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+    const handle = this.#live();
+    throwIfAborted(options.signal);
+    assertTensor(z, 'z', 4);
+    if (z.shape[1] !== this.config.latent_channels) {
+      throw new PiaError('E_INVALID_ARGUMENT', `z: expected ${this.config.latent_channels} channels, got shape [${z.shape.join(', ')}]`, { option: 'z' });
+    }
+    let out;
+    try {
+      out = await addon().autoencoderKL.decode(handle, { data: z.data, shape: z.shape }, this.#slicing, this.#tiling);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    throwIfAborted(options.signal);
+    return out;
+  }
+
+  /** diffusers enable_slicing(): encode/decode one batch item at a time. */
+  enableSlicing(): void {
+    this.#slicing = true;
+  }
+
+  disableSlicing(): void {
+    this.#slicing = false;
+  }
+
+  /** diffusers enable_tiling(): inputs larger than a tile are processed in blended, overlapping tiles. */
+  enableTiling(): void {
+    const s = this.config.sample_size;
+    if (Array.isArray(s)) {
+      // AutoencoderKL.tiled_encode compares sizes with tile_sample_min_size = config.sample_size.
+      throw new PiaError('E_UNSUPPORTED', 'vae tiling needs an integer sample_size in the vae config (diffusers cannot tile with a list)', { option: 'sample_size' });
+    }
+    this.#tiling = true;
+  }
+
+  disableTiling(): void {
+    this.#tiling = false;
+  }
+
+  get useSlicing(): boolean {
+    return this.#slicing;
+  }
+
+  get useTiling(): boolean {
+    return this.#tiling;
+  }
+
+  /** Frees the native weights; further calls fail. Safe to call twice. */
+  dispose(): void {
+    if (this.#handle) addon().autoencoderKL.dispose(this.#handle);
+    this.#handle = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  #live(): NativeModelHandle {
+    if (!this.#handle) throw new PiaError('E_INVALID_ARGUMENT', 'AutoencoderKL: the model was disposed');
+    return this.#handle;
+  }
+}
