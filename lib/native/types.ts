@@ -49,12 +49,31 @@ export interface NativeAutoencoderKL {
   dispose(handle: NativeModelHandle): void;
 }
 
+export interface NativeFreeU {
+  s1: number;
+  s2: number;
+  b1: number;
+  b2: number;
+}
+
+export interface NativeUNetMotionModel {
+  load(unetConfigJson: string, unetWeightPaths: string[], adapterConfigJson: string, adapterWeightPaths: string[]):
+    Promise<NativeModelHandle>;
+  /** The UNetMotionModel config from_unet2d derived, as JSON. */
+  config(handle: NativeModelHandle): string;
+  forward(
+    handle: NativeModelHandle, sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, freeU: NativeFreeU | null,
+  ): Promise<NativeTensor>;
+  dispose(handle: NativeModelHandle): void;
+}
+
 export interface NativeAddon {
   abiVersion: number;
   backends(): BackendsInfo;
   setNumThreads(n: number): number;
   cudaSelfTest(device?: number): Promise<boolean>;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
+  unetMotionModel: NativeUNetMotionModel;
   clipTextModel: NativeCLIPTextModel;
   autoencoderKL: NativeAutoencoderKL;
 }

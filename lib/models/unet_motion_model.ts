@@ -1,0 +1,176 @@
+// diffusers' UNetMotionModel (built like UNetMotionModel.from_unet2d, PIA's 9-channel conv_in
+// included) over the native network (native/nn/unet_motion_model.cpp).
+import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { addon } from '../native/addon.js';
+import type { NativeFreeU, NativeModelHandle } from '../native/types.js';
+import { assertTensor, type Tensor } from '../tensor.js';
+import { MotionAdapter } from './motion_adapter.js';
+import { UNet2DConditionModel } from './unet_2d_condition_model.js';
+
+/** The config UNetMotionModel.from_unet2d derives from the 2-D UNet's and the adapter's. */
+export interface UNetMotionConfig {
+  _class_name: 'UNetMotionModel';
+  sample_size: number | null;
+  in_channels: number;
+  out_channels: number;
+  down_block_types: string[];
+  up_block_types: string[];
+  block_out_channels: number[];
+  layers_per_block: number;
+  downsample_padding: number;
+  mid_block_scale_factor: number;
+  act_fn: string;
+  norm_num_groups: number;
+  norm_eps: number;
+  cross_attention_dim: number;
+  use_linear_projection: boolean;
+  num_attention_heads: number[];
+  motion_max_seq_length: number;
+  motion_num_attention_heads: number;
+  use_motion_mid_block: boolean;
+  encoder_hid_dim: null;
+  encoder_hid_dim_type: null;
+}
+
+export interface FreeUOptions {
+  s1: number;
+  s2: number;
+  b1: number;
+  b2: number;
+}
+
+export interface UNetMotionForwardOptions {
+  signal?: AbortSignal;
+  loraScale?: number;
+  imageEmbeds?: Tensor;
+}
+
+export class UNetMotionModel {
+  readonly config: UNetMotionConfig;
+  #handle: NativeModelHandle | undefined;
+  #freeU: NativeFreeU | null = null;
+
+  private constructor(handle: NativeModelHandle, config: UNetMotionConfig) {
+    this.#handle = handle;
+    this.config = config;
+  }
+
+  /**
+   * diffusers `UNetMotionModel.from_unet2d(unet, motion_adapter)`: the 2-D UNet's weights, the adapter's
+   * motion modules and, for PIA adapters (`conv_in_channels`), conv_in = cat(unet conv_in, adapter
+   * conv_in[:, 4:]) with the UNet's bias. Unsupported configs are E_UNSUPPORTED; a missing, unexpected
+   * or misshapen weight is E_WEIGHTS_MISMATCH naming the key.
+   */
+  static async fromUnet2d(
+    unet: string | UNet2DConditionModel,
+    adapter: MotionAdapter,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<UNetMotionModel> {
+    throwIfAborted(options.signal);
+    if (!(adapter instanceof MotionAdapter)) throw invalidArgument('adapter', 'expected a MotionAdapter (MotionAdapter.fromPretrained)');
+    const unet2d = typeof unet === 'string' ? await UNet2DConditionModel.fromPretrained(unet, options) : unet;
+    if (!(unet2d instanceof UNet2DConditionModel)) {
+      throw invalidArgument('unet', 'expected a folder path or a UNet2DConditionModel');
+    }
+    throwIfAborted(options.signal);
+    const native = addon().unetMotionModel;
+    let handle: NativeModelHandle;
+    try {
+      handle = await native.load(unet2d.configJson, [...unet2d.weightPaths], adapter.configJson, [...adapter.weightPaths]);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    if (options.signal?.aborted) {
+      native.dispose(handle);
+      throw abortError(options.signal);
+    }
+    const config = Object.freeze(JSON.parse(native.config(handle))) as UNetMotionConfig;
+    return new UNetMotionModel(handle, config);
+  }
+
+  /**
+   * The noise prediction for `sample` [B, C, F, H, W] (C = config.in_channels: 9 for PIA) at `timestep`
+   * (integer or fractional, as the schedulers pass it) with `encoderHiddenStates` [B, S, cross_attention_dim]
+   * → [B, out_channels, F, H, W].
+   */
+  async forward(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, options: UNetMotionForwardOptions = {}): Promise<Tensor> {
+    const handle = this.#live();
+    throwIfAborted(options.signal);
+    if (options.loraScale !== undefined && options.loraScale !== 1) {
+      throw new PiaError('E_UNSUPPORTED', 'UNetMotionModel.forward: loraScale is not supported yet', { option: 'loraScale' });
+    }
+    if (options.imageEmbeds !== undefined) {
+      throw new PiaError('E_UNSUPPORTED', 'UNetMotionModel.forward: imageEmbeds needs an IP-Adapter, which is not loaded', {
+        option: 'imageEmbeds',
+      });
+    }
+    assertTensor(sample, 'sample', 5);
+    assertTensor(encoderHiddenStates, 'encoderHiddenStates', 3);
+    const [B, C, F, H, W] = sample.shape;
+    const c = this.config;
+    if (C !== c.in_channels) throw invalidArgument('sample', `has ${C} channels, the model takes ${c.in_channels}`);
+    if (B === 0 || F === 0 || H === 0 || W === 0) throw invalidArgument('sample', `empty shape [${sample.shape.join(', ')}]`);
+    if (F > c.motion_max_seq_length) {
+      throw invalidArgument('sample', `${F} frames exceed the motion modules' max_seq_length ${c.motion_max_seq_length}`);
+    }
+    const [eb, , ed] = encoderHiddenStates.shape;
+    if (eb !== B || ed !== c.cross_attention_dim) {
+      throw invalidArgument(
+        'encoderHiddenStates',
+        `expected [${B}, S, ${c.cross_attention_dim}], got [${encoderHiddenStates.shape.join(', ')}]`,
+      );
+    }
+    if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
+    const factor = 2 ** (c.block_out_channels.length - 1);
+    if (H % factor !== 0 || W % factor !== 0) {
+      throw new PiaError(
+        'E_UNSUPPORTED',
+        `UNetMotionModel.forward: latent size ${H}x${W} must be a multiple of ${factor} (upsampling to odd skip sizes is not supported)`,
+        { option: 'sample' },
+      );
+    }
+    let out;
+    try {
+      out = await addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, this.#freeU);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    throwIfAborted(options.signal);
+    return out;
+  }
+
+  /** diffusers `enable_freeu`: FreeU in the first two up blocks (a zero anywhere disables it, as in diffusers). */
+  enableFreeU(options: FreeUOptions): void {
+    this.#live();
+    if (options === null || typeof options !== 'object') throw invalidArgument('enableFreeU', 'expected { s1, s2, b1, b2 }');
+    const { s1, s2, b1, b2 } = options;
+    for (const [k, v] of Object.entries({ s1, s2, b1, b2 })) {
+      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidArgument(k, 'must be a finite number');
+    }
+    this.#freeU = { s1, s2, b1, b2 };
+  }
+
+  disableFreeU(): void {
+    this.#freeU = null;
+  }
+
+  /** The FreeU settings in effect (null when disabled). */
+  get freeU(): Readonly<FreeUOptions> | null {
+    return this.#freeU ? { ...this.#freeU } : null;
+  }
+
+  /** Frees the native weights; calls after this throw E_INVALID_ARGUMENT. A forward in flight completes. */
+  dispose(): void {
+    if (this.#handle) addon().unetMotionModel.dispose(this.#handle);
+    this.#handle = undefined;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  #live(): NativeModelHandle {
+    if (!this.#handle) throw new PiaError('E_INVALID_ARGUMENT', 'UNetMotionModel: the model was disposed');
+    return this.#handle;
+  }
+}

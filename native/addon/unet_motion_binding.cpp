@@ -1,0 +1,137 @@
+// unetMotionModel.{load, config, forward, dispose}: lib/models/unet_motion_model.ts validates the
+// arguments and holds the FreeU switch; this layer runs native/nn/unet_motion_model off the JS thread.
+#include <napi.h>
+
+#include <memory>
+
+#include "../nn/unet_motion_model.h"
+#include "async.h"
+#include "bindings.h"
+#include "js_errors.h"
+#include "model_handle.h"
+#include "tensor_js.h"
+
+namespace pia::addon {
+
+namespace {
+
+using nn::FreeUParams;
+using nn::UNetMotionModel;
+using nn::UNetMotionModelConfig;
+
+const napi_type_tag kUNetMotionTag = {0x7c1e52a9b3d04f6eull, 0x9a08c4f2e61d3b75ull};
+
+std::vector<std::string> string_array(Napi::Env env, const Napi::Value& v, const char* what) {
+  if (!v.IsArray()) throw type_error(env, std::string(what) + " must be an array of paths");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<std::string> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value p = a.Get(i);
+    if (!p.IsString()) throw type_error(env, std::string(what) + " must hold strings");
+    out.push_back(p.As<Napi::String>().Utf8Value());
+  }
+  if (out.empty()) throw type_error(env, std::string(what) + " is empty");
+  return out;
+}
+
+// (unetConfigJson, unetWeightPaths, adapterConfigJson, adapterWeightPaths)
+Napi::Value Load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 4 || !info[0].IsString() || !info[2].IsString()) {
+      throw type_error(env,
+                       "unetMotionModel.load(unetConfigJson, unetWeightPaths, adapterConfigJson, adapterWeightPaths)");
+    }
+    struct Args {
+      std::string unet_config, adapter_config;
+      std::vector<std::string> unet_paths, adapter_paths;
+    };
+    auto args = std::make_shared<Args>();
+    args->unet_config = info[0].As<Napi::String>().Utf8Value();
+    args->unet_paths = string_array(env, info[1], "unetWeightPaths");
+    args->adapter_config = info[2].As<Napi::String>().Utf8Value();
+    args->adapter_paths = string_array(env, info[3], "adapterWeightPaths");
+    auto model = std::make_shared<std::shared_ptr<const UNetMotionModel>>();
+    return run_async(
+        env,
+        [args, model] {
+          UNetMotionModelConfig config =
+              UNetMotionModelConfig::from_unet2d(parse_config(args->unet_config), parse_config(args->adapter_config));
+          WeightStore unet, adapter;
+          unet.set_label("unet");
+          adapter.set_label("motion_adapter");
+          add_weight_files(unet, args->unet_paths);
+          add_weight_files(adapter, args->adapter_paths);
+          *model = std::make_shared<const UNetMotionModel>(make_cpu_backend(), config, unet, adapter);
+        },
+        [model](Napi::Env e) { return wrap_model<UNetMotionModel>(e, *model, &kUNetMotionTag); });
+  });
+}
+
+Napi::Value Config(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "unetMotionModel.config(handle)");
+    auto model = live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.config");
+    return Napi::String::New(env, model->config().to_json());
+  });
+}
+
+float number_field(Napi::Env env, const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw type_error(env, std::string("unetMotionModel.forward: freeU.") + key + " must be a number");
+  return v.As<Napi::Number>().FloatValue();
+}
+
+// (handle, sample: Tensor, timestep: number, encoderHiddenStates: Tensor, freeU: {s1, s2, b1, b2} | null)
+Napi::Value Forward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 5 || !info[2].IsNumber()) {
+      throw type_error(env, "unetMotionModel.forward(handle, sample, timestep: number, encoderHiddenStates, freeU | null)");
+    }
+    struct Call {
+      std::shared_ptr<const UNetMotionModel> model;
+      Tensor sample, ehs, out;
+      float timestep = 0;
+      FreeUParams freeu;
+    };
+    auto call = std::make_shared<Call>();
+    call->model = live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.forward");
+    call->sample = tensor_from_js(env, info[1], "unetMotionModel.forward: sample");
+    call->timestep = info[2].As<Napi::Number>().FloatValue();
+    call->ehs = tensor_from_js(env, info[3], "unetMotionModel.forward: encoderHiddenStates");
+    if (info[4].IsObject()) {
+      Napi::Object f = info[4].As<Napi::Object>();
+      call->freeu = FreeUParams{number_field(env, f, "s1"), number_field(env, f, "s2"), number_field(env, f, "b1"),
+                                number_field(env, f, "b2")};
+    } else if (!info[4].IsNull() && !info[4].IsUndefined()) {
+      throw type_error(env, "unetMotionModel.forward: freeU must be an object or null");
+    }
+    return run_async(
+        env, [call] { call->out = call->model->forward(call->sample, call->timestep, call->ehs, call->freeu); },
+        [call](Napi::Env e) -> Napi::Value { return tensor_to_js(e, call->out); });
+  });
+}
+
+Napi::Value Dispose(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "unetMotionModel.dispose(handle)");
+    model_handle<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.dispose").model.reset();
+    return env.Undefined();
+  });
+}
+
+}  // namespace
+
+void register_unet_motion(Napi::Env env, Napi::Object exports) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("load", Napi::Function::New(env, Load, "load"));
+  o.Set("config", Napi::Function::New(env, Config, "config"));
+  o.Set("forward", Napi::Function::New(env, Forward, "forward"));
+  o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  exports.Set("unetMotionModel", o);
+}
+
+}  // namespace pia::addon

@@ -1,0 +1,59 @@
+#include "attention.h"
+
+#include "../core/errors.h"
+
+namespace pia::nn {
+
+void FeedForward::load(WeightStore& w, Backend& be, const std::string& prefix, int64_t dim,
+                       const std::string& activation_fn, int64_t inner_dim) {
+  if (activation_fn != "geglu") {
+    throw_error("E_UNSUPPORTED", "FeedForward activation_fn '" + activation_fn + "' is not supported (only geglu)");
+  }
+  const int64_t inner = inner_dim ? inner_dim : dim * 4;
+  proj.load(w, be, prefix + ".net.0.proj", dim, inner * 2);
+  out.load(w, be, prefix + ".net.2", inner, dim);
+}
+
+void BasicTransformerBlock::load(WeightStore& w, Backend& be, const std::string& prefix,
+                                 const BasicTransformerBlockConfig& cfg) {
+  has_pos_embed = cfg.num_positional_embeddings > 0;
+  if (has_pos_embed) pos_embed.load(w, be, prefix + ".pos_embed", cfg.dim, cfg.num_positional_embeddings);
+  norm1.load(w, be, prefix + ".norm1", cfg.dim, cfg.norm_eps);
+  AttentionConfig a;
+  a.query_dim = cfg.dim;
+  a.heads = cfg.heads;
+  a.dim_head = cfg.head_dim;
+  a.bias = cfg.attention_bias;
+  attn1.load(w, be, prefix + ".attn1", a);
+  has_attn2 = cfg.cross_attention_dim > 0 || cfg.double_self_attention;
+  if (has_attn2) {
+    norm2.load(w, be, prefix + ".norm2", cfg.dim, cfg.norm_eps);
+    attn2_is_cross = !cfg.double_self_attention;
+    a.cross_attention_dim = attn2_is_cross ? cfg.cross_attention_dim : 0;
+    attn2.load(w, be, prefix + ".attn2", a);
+  }
+  norm3.load(w, be, prefix + ".norm3", cfg.dim, cfg.norm_eps);
+  ff.load(w, be, prefix + ".ff", cfg.dim, cfg.activation_fn);
+}
+
+Tensor BasicTransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& encoder_hidden_states) const {
+  // diffusers adds the sinusoidal positions to the *normed* hidden states before each attention.
+  Tensor n = norm1(be, x);
+  if (has_pos_embed) n = pos_embed(be, n);
+  Tensor h = attn1(be, n);
+  be.add_(h, x);
+  if (has_attn2) {
+    n = norm2(be, h);
+    if (has_pos_embed) n = pos_embed(be, n);
+    // attn2 is self-attention (double_self_attention) or cross-attention on encoder_hidden_states;
+    // diffusers passes encoder_hidden_states, which is None inside the motion modules.
+    Tensor a = attn2(be, n, attn2_is_cross ? encoder_hidden_states : Tensor());
+    be.add_(a, h);
+    h = a;
+  }
+  Tensor f = ff(be, norm3(be, h));
+  be.add_(f, h);
+  return f;
+}
+
+}  // namespace pia::nn

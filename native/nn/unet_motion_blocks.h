@@ -1,0 +1,89 @@
+#pragma once
+// The down/mid/up blocks of diffusers' UNetMotionModel (models/unets/unet_3d_blocks.py, v0.26.3):
+// CrossAttnDownBlockMotion / DownBlockMotion, UNetMidBlockCrossAttnMotion, UNetMidBlock2DCrossAttn
+// (PIA's adapter has no mid-block motion module), CrossAttnUpBlockMotion / UpBlockMotion with FreeU.
+// A block "with cross-attention" is the CrossAttn* variant: a Transformer2DModel after each resnet.
+#include <string>
+#include <vector>
+
+#include "resnet.h"
+#include "transformer_2d.h"
+#include "transformer_temporal.h"
+
+namespace pia::nn {
+
+// The arguments UNetMotionModel passes to get_down_block / get_up_block / the mid blocks.
+struct MotionBlockConfig {
+  bool has_cross_attention = false;
+  int num_layers = 2;
+  int64_t in_channels = 0, out_channels = 0, prev_output_channel = 0, temb_channels = 0;
+  bool add_resample = false;  // add_downsample / add_upsample
+  float resnet_eps = 1e-5f;
+  std::string resnet_act_fn = "silu";
+  int resnet_groups = 32;
+  float output_scale_factor = 1.f;
+  int64_t cross_attention_dim = 0;
+  int num_attention_heads = 8;
+  bool use_linear_projection = false;
+  int downsample_padding = 1;
+  int temporal_num_attention_heads = 8;
+  int temporal_norm_num_groups = 32;
+  int64_t temporal_max_seq_length = 32;
+  int resolution_idx = -1;
+};
+
+// diffusers enable_freeu(s1, s2, b1, b2); "enabled" is the truthiness test the up blocks use
+// (`s1 and s2 and b1 and b2`), so a zero anywhere disables FreeU altogether.
+struct FreeUParams {
+  float s1 = 0, s2 = 0, b1 = 0, b2 = 0;
+  bool enabled() const { return s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0; }
+};
+
+// CrossAttnDownBlockMotion (has_cross_attention) and DownBlockMotion.
+struct DownBlockMotion {
+  bool has_cross_attention = false;
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2DModel> attentions;
+  std::vector<TransformerTemporalModel> motion_modules;
+  bool has_downsampler = false;
+  Downsample2D downsampler;
+
+  void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg);
+  // Appends each layer's output (and the downsampled one) to `res_samples`.
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& temb, const Tensor& encoder_hidden_states,
+                    int64_t num_frames, std::vector<Tensor>& res_samples) const;
+};
+
+// CrossAttnUpBlockMotion (has_cross_attention) and UpBlockMotion.
+struct UpBlockMotion {
+  bool has_cross_attention = false;
+  int resolution_idx = -1;
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2DModel> attentions;
+  std::vector<TransformerTemporalModel> motion_modules;
+  bool has_upsampler = false;
+  Upsample2D upsampler;
+
+  void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg);
+  // Consumes resnets.size() skip tensors from the back of `res_samples`. upsample_h/w: diffusers'
+  // upsample_size (0: ×2).
+  Tensor operator()(Backend& be, const Tensor& x, std::vector<Tensor>& res_samples, const Tensor& temb,
+                    const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUParams& freeu,
+                    int64_t upsample_h = 0, int64_t upsample_w = 0) const;
+};
+
+// UNetMidBlockCrossAttnMotion (has_motion_modules) and UNetMidBlock2DCrossAttn: resnet, then
+// per layer attention (-> motion module) -> resnet.
+struct UNetMidBlockMotion {
+  bool has_motion_modules = false;
+  std::vector<ResnetBlock2D> resnets;
+  std::vector<Transformer2DModel> attentions;
+  std::vector<TransformerTemporalModel> motion_modules;
+
+  void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg,
+            bool with_motion_modules);
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& temb, const Tensor& encoder_hidden_states,
+                    int64_t num_frames) const;
+};
+
+}  // namespace pia::nn

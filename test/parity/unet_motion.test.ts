@@ -1,0 +1,148 @@
+// UNetMotionModel (from_unet2d with PIA's 9-channel conv_in) against diffusers v0.26.3 goldens
+// (../shared/fixtures/golden/components/<family>_unet_motion), plus load errors.
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { readSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
+import { MotionAdapter } from '../../lib/models/motion_adapter.js';
+import { UNet2DConditionModel } from '../../lib/models/unet_2d_condition_model.js';
+import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
+import { PiaError } from '../../lib/errors.js';
+import type { Tensor } from '../../lib/tensor.js';
+import { fixture } from '../helpers/fixtures.js';
+
+interface GoldenRun {
+  key: string;
+  frames: number;
+  timestep: number;
+  freeu: boolean;
+}
+
+function maxAbs(a: Float32Array): number {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+function maxAbsDiff(a: Float32Array, b: Float32Array): number {
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+// The reference is float32 torch on one thread; our kernels sum in another order (blocked GEMM,
+// tiled attention, GroupNorm statistics). Observed: max|out - ref| ≤ 2.2e-6 on outputs with
+// max|ref| ≈ 1.2–1.5 (≤ 1.7e-6 relative), the same size as diffusers' own fp32-vs-fp64 difference
+// (~1e-6, fixtures README). 2e-5 × max|ref| leaves ~10× room for kernel changes and still catches
+// real errors: e.g. giving UpBlockMotion's motion modules the UNet's 2 groups instead of diffusers'
+// 32 moves the tiny outputs by 0.1.
+const RELATIVE_TOLERANCE = 2e-5;
+
+for (const family of ['tiny', 'mini-sd'] as const) {
+  describe(`UNetMotionModel parity: ${family}`, () => {
+    let model: UNetMotionModel;
+    const golden = readSafetensors(fixture('golden', 'components', `${family}_unet_motion.safetensors`));
+    const spec = JSON.parse(readFileSync(fixture('golden', 'components', `${family}_unet_motion.json`), 'utf8')) as { runs: GoldenRun[] };
+    const get = (name: string): Tensor => {
+      const t = golden.get(name);
+      return { data: t.toFloat32(), shape: [...t.shape] };
+    };
+
+    before(async () => {
+      const adapter = await MotionAdapter.fromPretrained(fixture('models', `${family}-motion-adapter`));
+      model = await UNetMotionModel.fromUnet2d(fixture('models', family, 'unet'), adapter);
+    });
+    after(() => model?.dispose());
+
+    test('config as from_unet2d derives it', () => {
+      assert.equal(model.config.in_channels, 9);
+      assert.equal(model.config.use_motion_mid_block, family === 'tiny');
+      assert.deepEqual(model.config.down_block_types.at(-1), 'DownBlockMotion');
+    });
+
+    for (const run of spec.runs) {
+      test(`${run.key} (F=${run.frames}, t=${run.timestep}${run.freeu ? ', FreeU' : ''})`, async () => {
+        const sample = get(`f${run.frames}_sample`);
+        const ehs = get(`f${run.frames}_encoder_hidden_states`);
+        const ref = get(run.key);
+        if (run.freeu) model.enableFreeU({ s1: 0.9, s2: 0.2, b1: 1.2, b2: 1.4 });
+        else model.disableFreeU();
+        const out = await model.forward(sample, run.timestep, ehs);
+        assert.deepEqual(out.shape, ref.shape);
+        const diff = maxAbsDiff(out.data, ref.data);
+        const tol = RELATIVE_TOLERANCE * maxAbs(ref.data);
+        if (process.env.PIA_PRINT_DIFFS) console.log(`${family} ${run.key}: max diff ${diff.toExponential(3)}, max|ref| ${maxAbs(ref.data).toFixed(3)}`);
+        assert.ok(diff <= tol, `${run.key}: max|out - ref| = ${diff.toExponential(3)} > ${tol.toExponential(3)}`);
+      });
+    }
+  });
+}
+
+describe('UNetMotionModel load errors', () => {
+  let dir: string;
+  const unetDir = fixture('models', 'tiny', 'unet');
+  const unetWeights = join(unetDir, 'diffusion_pytorch_model.safetensors');
+
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pia-unet-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  // A copy of the tiny UNet folder (same config.json) whose weights went through `edit`.
+  function brokenUnet(name: string, edit: (tensors: Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>) => void): string {
+    const src = readSafetensors(unetWeights);
+    const tensors = new Map<string, { dtype: 'F32'; shape: number[]; data: Float32Array }>();
+    for (const n of src.names()) {
+      const t = src.get(n);
+      tensors.set(n, { dtype: 'F32', shape: [...t.shape], data: t.toFloat32() });
+    }
+    edit(tensors);
+    const folder = join(dir, name);
+    mkdirSync(folder, { recursive: true });
+    copyFileSync(join(unetDir, 'config.json'), join(folder, 'config.json'));
+    saveSafetensors(join(folder, 'diffusion_pytorch_model.safetensors'), Object.fromEntries(tensors));
+    return folder;
+  }
+
+  async function loadError(unet: string): Promise<PiaError> {
+    const adapter = await MotionAdapter.fromPretrained(fixture('models', 'tiny-motion-adapter'));
+    const err = await UNetMotionModel.fromUnet2d(await UNet2DConditionModel.fromPretrained(unet), adapter).then(
+      (m) => {
+        m.dispose();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    assert.ok(err instanceof PiaError, `expected a PiaError, got ${String(err)}`);
+    return err;
+  }
+
+  test('a missing key is E_WEIGHTS_MISMATCH naming it', async () => {
+    const key = 'up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight';
+    const folder = brokenUnet('missing', (t) => t.delete(key));
+    const err = await loadError(folder);
+    assert.equal(err.code, 'E_WEIGHTS_MISMATCH');
+    assert.equal(err.key, key);
+  });
+
+  test('a wrong shape is E_WEIGHTS_MISMATCH naming the key', async () => {
+    const key = 'down_blocks.1.resnets.0.conv1.weight';
+    const folder = brokenUnet('shape', (t) => {
+      const w = t.get(key)!;
+      t.set(key, { dtype: 'F32', shape: [w.shape[0], w.shape[1], 1, 9], data: w.data });
+    });
+    const err = await loadError(folder);
+    assert.equal(err.code, 'E_WEIGHTS_MISMATCH');
+    assert.equal(err.key, key);
+  });
+
+  test('an unexpected key is E_WEIGHTS_MISMATCH naming it', async () => {
+    const key = 'class_embedding.linear_1.weight';
+    const folder = brokenUnet('unexpected', (t) => t.set(key, { dtype: 'F32', shape: [2, 2], data: new Float32Array(4) }));
+    const err = await loadError(folder);
+    assert.equal(err.code, 'E_WEIGHTS_MISMATCH');
+    assert.equal(err.key, key);
+  });
+});
