@@ -177,10 +177,7 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& config, WeightStore& w, 
       for (const char* suffix : {".weight", ".bias"}) {
         const std::string old_key = p + rn.first + suffix, new_key = p + rn.second + suffix;
         if (w.has(old_key) && !w.has(new_key)) {
-          Tensor t = w.get(old_key);
-          // The old blocks stored 1×1 convs' [C, C, 1, 1] or linear [C, C] weights.
-          if (t.dim() == 4) t = t.reshape({t.size(0), t.size(1)});
-          w.put(new_key, t);
+          w.put(new_key, w.get(old_key));
         }
       }
     }

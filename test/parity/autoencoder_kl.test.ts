@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { narrowBF16, widenBF16 } from '../../lib/io/float16.js';
 import { readSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
 import { AutoencoderKL } from '../../lib/models/autoencoder_kl.js';
 import { Generator } from '../../lib/random/generator.js';
@@ -188,6 +189,42 @@ describe('AutoencoderKL load errors', () => {
       t[key] = { dtype: 'F32', shape: [64, 32, 1, 1], data: new Float32Array(64 * 32) };
     });
     await assert.rejects(AutoencoderKL.fromPretrained(dir), { code: 'E_WEIGHTS_MISMATCH', key });
+  });
+
+  test('old attention key names (query/key/value/proj_attn) load like diffusers converts them; BF16 weights', async () => {
+    const renamed = folder('deprecated');
+    const names: Record<string, string> = { to_q: 'query', to_k: 'key', to_v: 'value', 'to_out.0': 'proj_attn' };
+    rewrite(renamed, (t) => {
+      for (const k of Object.keys(t)) {
+        const m = /^(.*\.mid_block\.attentions\.0\.)(to_q|to_k|to_v|to_out\.0)(\.(weight|bias))$/.exec(k);
+        if (!m) continue;
+        t[m[1] + names[m[2]] + m[3]] = t[k];
+        delete t[k];
+      }
+    });
+    const bf16 = folder('bf16');
+    const bf16AsF32 = folder('bf16-as-f32');
+    const narrowed: Record<string, Uint16Array> = {};
+    rewrite(bf16, (t) => {
+      for (const [k, v] of Object.entries(t)) {
+        narrowed[k] = narrowBF16(v.data as Float32Array);
+        t[k] = { dtype: 'BF16', shape: v.shape, data: narrowed[k] };
+      }
+    });
+    rewrite(bf16AsF32, (t) => {
+      for (const [k, v] of Object.entries(t)) t[k] = { dtype: 'F32', shape: v.shape, data: widenBF16(narrowed[k]) };
+    });
+    const golden = readSafetensors(fixture('golden', 'components', 'tiny_vae.safetensors'));
+    const z = crop(tensorOf(golden, 'decode_input'), 8, 8);
+    const models = await Promise.all([src, renamed, bf16, bf16AsF32].map((d) => AutoencoderKL.fromPretrained(d)));
+    try {
+      const [ref, old, b16, b16f32] = await Promise.all(models.map((m) => m.decode(z)));
+      assert.deepEqual(old.data, ref.data);
+      assertClose(b16, b16f32, 'bf16 decode');
+      assert.notDeepEqual(b16f32.data, ref.data);
+    } finally {
+      for (const m of models) m.dispose();
+    }
   });
 
   test('an unsupported block type is E_UNSUPPORTED', async () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { narrowF16, widenF16 } from '../../lib/io/float16.js';
 import { readSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
 import { CLIPTextModel } from '../../lib/models/clip_text_model.js';
 import { CLIPTokenizer } from '../../lib/tokenizers/clip_tokenizer.js';
@@ -154,6 +155,68 @@ describe('CLIPTextModel load errors', () => {
       t['text_projection.weight'] = { dtype: 'F32', shape: [32, 32], data: new Float32Array(32 * 32) };
     });
     await assert.rejects(CLIPTextModel.fromPretrained(dir2), { code: 'E_WEIGHTS_MISMATCH', key: 'text_projection.weight' });
+  });
+
+  test('F16 weights are widened exactly: same result as the F32 file holding the same values', async () => {
+    const f16Dir = folder('f16');
+    const f32Dir = folder('f16-as-f32');
+    const narrowed: Record<string, Uint16Array> = {};
+    rewrite(f16Dir, (t) => {
+      for (const [k, v] of Object.entries(t)) {
+        narrowed[k] = narrowF16(v.data as Float32Array);
+        t[k] = { dtype: 'F16', shape: v.shape, data: narrowed[k] };
+      }
+    });
+    rewrite(f32Dir, (t) => {
+      for (const [k, v] of Object.entries(t)) t[k] = { dtype: 'F32', shape: v.shape, data: widenF16(narrowed[k]) };
+    });
+    const golden = readSafetensors(fixture('golden', 'components', 'tiny_text_encoder.safetensors'));
+    const ids = idsOf(golden, 'input_ids');
+    const a = await CLIPTextModel.fromPretrained(f16Dir);
+    const b = await CLIPTextModel.fromPretrained(f32Dir);
+    try {
+      const outA = await a.encode(ids);
+      const outB = await b.encode(ids);
+      const asRef = (t: Tensor) => ({ shape: t.shape, toFloat32: () => t.data });
+      assertClose(outA.lastHiddenState, asRef(outB.lastHiddenState), 'f16 last_hidden_state');
+      // ...and rounding the weights to f16 really changed something (the comparison is not vacuous).
+      assert.notDeepEqual(outB.lastHiddenState.data, golden.get('last_hidden_state').toFloat32());
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  test('pooling: eos_token_id 2 takes argmax(ids), any other id its first position (same rows here)', async () => {
+    const dir = folder('eos');
+    const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+    assert.equal(config.eos_token_id, 2);
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, eos_token_id: 49407 }));
+    copyFileSync(srcWeights, join(dir, 'model.safetensors'));
+    const golden = readSafetensors(fixture('golden', 'components', 'tiny_text_encoder.safetensors'));
+    const m = await CLIPTextModel.fromPretrained(dir);
+    try {
+      const ids = idsOf(golden, 'input_ids');
+      assertClose((await m.encode(ids)).poolerOutput, golden.get('pooler_output'), 'pooler (eos 49407)');
+      // Without any EOS the rules part: the first-position rule falls back to 0 (argmax of an
+      // all-false mask), argmax(ids) picks the largest id, which we move to position 3.
+      const row = ids[0].map((id) => (id === 49407 || id === 49406 ? 320 : id));
+      row[3] = 49406;
+      const legacy = await CLIPTextModel.fromPretrained(src);
+      try {
+        const d = legacy.config.hidden_size;
+        const rowAt = (t: Tensor, pos: number) => t.data.subarray(pos * d, (pos + 1) * d);
+        const outNew = await m.encode([row]);
+        const outOld = await legacy.encode([row]);
+        assert.deepEqual(outNew.poolerOutput.data, rowAt(outNew.lastHiddenState, 0));
+        assert.deepEqual(outOld.poolerOutput.data, rowAt(outOld.lastHiddenState, 3));
+        assert.notDeepEqual(outOld.poolerOutput.data, outNew.poolerOutput.data);
+      } finally {
+        legacy.dispose();
+      }
+    } finally {
+      m.dispose();
+    }
   });
 
   test('an unsupported hidden_act is E_UNSUPPORTED; a disposed model refuses work', async () => {
