@@ -189,10 +189,10 @@ export class DPMSolverMultistepScheduler extends SchedulerBase {
   setTimesteps(numInferenceSteps: number): void {
     const n = checkInferenceSteps(numInferenceSteps, this.numTrainTimesteps);
     const T = this.numTrainTimesteps;
-    // searchsorted(flip(lambda_t), lambda_min_clipped): how many λ lie below the clip (compared in float32).
-    const clip = fr(this.lambdaMinClipped);
+    // searchsorted(flip(lambda_t), lambda_min_clipped): how many λ lie below the clip. torch promotes the
+    // float32 table and the Python float to double for the search, so the clip is not rounded to f32.
     let clippedIdx = 0;
-    for (let i = T - 1; i >= 0; i--) if (this.lambdaT[i]! < clip) clippedIdx++;
+    for (let i = T - 1; i >= 0; i--) if (this.lambdaT[i]! < this.lambdaMinClipped) clippedIdx++;
     const lastTimestep = T - clippedIdx;
     let timesteps: number[];
     if (this.spacing === 'linspace') {
