@@ -9,6 +9,9 @@ export interface RgbImage {
   height: number;
 }
 
+/** One video frame: 8-bit RGB, HWC (what `generate()` returns for outputType 'frames' and the exporters take). */
+export type Frame = RgbImage;
+
 /** What `loadImage` accepts: a file path, an encoded image in memory, or already decoded RGB. */
 export type ImageInput = string | Buffer | Uint8Array | RgbImage;
 
@@ -157,7 +160,7 @@ function roundHalfEven(x: number): number {
  * to [0, 1] that postprocess applies. The product is rounded to float32 first (numpy float32 math),
  * then rounded half to even. NaN becomes 0.
  */
-export function framesFromTensor(video: { data: Float32Array; shape: readonly number[] }): RgbImage[][] {
+export function framesFromTensor(video: { data: Float32Array; shape: readonly number[] }): Frame[][] {
   const { data, shape } = video;
   if (!(data instanceof Float32Array)) throw invalidArgument('video', 'data must be a Float32Array');
   if (shape.length !== 5 || shape[4] !== 3 || !shape.every((d) => Number.isInteger(d) && d >= 1)) {
@@ -166,9 +169,9 @@ export function framesFromTensor(video: { data: Float32Array; shape: readonly nu
   const [b, f, h, w] = shape;
   const frameLen = h * w * 3;
   if (data.length !== b * f * frameLen) throw invalidArgument('video', `data has ${data.length} values; shape [${shape.join(', ')}] needs ${b * f * frameLen}`);
-  const videos: RgbImage[][] = [];
+  const videos: Frame[][] = [];
   for (let bi = 0; bi < b; bi++) {
-    const frames: RgbImage[] = [];
+    const frames: Frame[] = [];
     for (let fi = 0; fi < f; fi++) {
       const base = (bi * f + fi) * frameLen;
       const out = new Uint8Array(frameLen);

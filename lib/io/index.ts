@@ -1,3 +1,11 @@
 export { loadImage, rgbToTensor, framesFromTensor, DEFAULT_MAX_PIXELS } from './image.js';
-export type { RgbImage, ImageInput, LoadImageOptions } from './image.js';
+export type { RgbImage, Frame, ImageInput, LoadImageOptions } from './image.js';
 export { resizeLanczos } from './lanczos.js';
+export { exportToGif, encodeGif } from './export_gif.js';
+export type { GifOptions } from './export_gif.js';
+export { exportToWebp, encodeWebp } from './export_webp.js';
+export type { WebpOptions } from './export_webp.js';
+export { exportToPngs } from './export_png.js';
+export type { PngsOptions } from './export_png.js';
+export { exportToMp4, findFfmpeg } from './export_mp4.js';
+export type { Mp4Options } from './export_mp4.js';
