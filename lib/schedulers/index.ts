@@ -10,6 +10,7 @@ export {
   type ConfigDict,
   type PredictionType,
   type RandnGenerator,
+  type SchedulerClass,
   type Scheduler,
   type StepOptions,
   type StepOutput,

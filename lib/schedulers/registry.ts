@@ -34,6 +34,5 @@ export function schedulerFromConfig(config: ConfigDict, className?: string, over
       { option: '_class_name' },
     );
   }
-  const cls = schedulerClasses[name as SchedulerClassName];
-  return (cls as unknown as { fromConfig(c: ConfigDict, o: ConfigDict): SchedulerBase }).fromConfig(config, overrides);
+  return schedulerClasses[name as SchedulerClassName].fromConfig(config, overrides);
 }

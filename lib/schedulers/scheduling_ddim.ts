@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js';
 import { npArangeFloat, npLinspace, roundHalfEven, sqrtf } from './numerics.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromAlphas,
   buildTrainTables,
   checkBool,
@@ -66,6 +67,15 @@ export class DDIMScheduler extends SchedulerBase {
   private readonly stepsOffset: number;
   private readonly clipSample: boolean;
   private readonly clipSampleRange: number;
+
+  /**
+   * `DDIMScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): DDIMScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(DDIMScheduler.defaultConfig), config, overrides);
+    return new DDIMScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('DDIMScheduler', DDIMScheduler.defaultConfig, init, hidden);

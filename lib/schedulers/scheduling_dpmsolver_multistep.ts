@@ -15,6 +15,7 @@ import {
 import { sleefExpf, sleefLogf } from './sleef.js';
 import {
   SchedulerBase,
+  extractInitDict,
   broadcastBinary,
   buildTrainTables,
   checkBool,
@@ -114,6 +115,15 @@ export class DPMSolverMultistepScheduler extends SchedulerBase {
   private modelOutputs: Array<Float32Array | null>;
   private lowerOrderNums = 0;
   private stepIndexValue: number | null = null;
+
+  /**
+   * `DPMSolverMultistepScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): DPMSolverMultistepScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(DPMSolverMultistepScheduler.defaultConfig), config, overrides);
+    return new DPMSolverMultistepScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('DPMSolverMultistepScheduler', DPMSolverMultistepScheduler.defaultConfig, init, hidden);

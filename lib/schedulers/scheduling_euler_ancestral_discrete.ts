@@ -5,6 +5,7 @@ import { npInterpUnitGrid, npLinspace, sigmasFromAlphasCumprod, sqrtf } from './
 import { spacedFloatTimesteps } from './scheduling_lms_discrete.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromSigmas,
   buildTrainTables,
   checkBool,
@@ -48,6 +49,15 @@ export class EulerAncestralDiscreteScheduler extends SchedulerBase {
   private readonly spacing: TimestepSpacing;
   private readonly stepsOffset: number;
   private stepIndexValue: number | null = null;
+
+  /**
+   * `EulerAncestralDiscreteScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): EulerAncestralDiscreteScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(EulerAncestralDiscreteScheduler.defaultConfig), config, overrides);
+    return new EulerAncestralDiscreteScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('EulerAncestralDiscreteScheduler', EulerAncestralDiscreteScheduler.defaultConfig, init, hidden);

@@ -14,6 +14,7 @@ import {
 import { spacedFloatTimesteps } from './scheduling_lms_discrete.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromSigmas,
   buildTrainTables,
   checkBool,
@@ -80,6 +81,15 @@ export class EulerDiscreteScheduler extends SchedulerBase {
   private readonly continuousTimesteps: boolean;
   private readonly stepsOffset: number;
   private stepIndexValue: number | null = null;
+
+  /**
+   * `EulerDiscreteScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): EulerDiscreteScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(EulerDiscreteScheduler.defaultConfig), config, overrides);
+    return new EulerDiscreteScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('EulerDiscreteScheduler', EulerDiscreteScheduler.defaultConfig, init, hidden);

@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js';
 import { npLinspace, sqrtf } from './numerics.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromAlphas,
   buildTrainTables,
   checkBool,
@@ -67,6 +68,15 @@ export class LCMScheduler extends SchedulerBase {
   private readonly clipSampleRange: number;
   private readonly timestepScaling: number;
   private stepIndexValue: number | null = null;
+
+  /**
+   * `LCMScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): LCMScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(LCMScheduler.defaultConfig), config, overrides);
+    return new LCMScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('LCMScheduler', LCMScheduler.defaultConfig, init, hidden);

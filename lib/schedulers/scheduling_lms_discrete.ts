@@ -15,6 +15,7 @@ import {
 import { quad } from './quadpack.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromSigmas,
   buildTrainTables,
   checkBool,
@@ -79,6 +80,15 @@ export class LMSDiscreteScheduler extends SchedulerBase {
   private readonly useKarrasSigmas: boolean;
   private derivatives: Float32Array[] = [];
   private stepIndexValue: number | null = null;
+
+  /**
+   * `LMSDiscreteScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): LMSDiscreteScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(LMSDiscreteScheduler.defaultConfig), config, overrides);
+    return new LMSDiscreteScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('LMSDiscreteScheduler', LMSDiscreteScheduler.defaultConfig, init, hidden);

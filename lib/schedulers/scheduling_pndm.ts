@@ -4,6 +4,7 @@ import type { Tensor } from '../tensor.js';
 import { npArangeFloat, npLinspace, roundHalfEven, sqrtf } from './numerics.js';
 import {
   SchedulerBase,
+  extractInitDict,
   addNoiseFromAlphas,
   buildTrainTables,
   checkBool,
@@ -54,6 +55,15 @@ export class PNDMScheduler extends SchedulerBase {
   private counter = 0;
   private curModelOutput: Float32Array | null = null;
   private curSample: Float32Array | null = null;
+
+  /**
+   * `PNDMScheduler.from_config(config, **overrides)`: a scheduler_config.json object or another scheduler's
+   * `.config`; keys this class does not know are ignored but kept in `.config`.
+   */
+  static fromConfig(config: ConfigDict, overrides: ConfigDict = {}): PNDMScheduler {
+    const { init, hidden } = extractInitDict(Object.keys(PNDMScheduler.defaultConfig), config, overrides);
+    return new PNDMScheduler(init, hidden);
+  }
 
   constructor(init: ConfigDict = {}, hidden: ConfigDict = {}) {
     super('PNDMScheduler', PNDMScheduler.defaultConfig, init, hidden);

@@ -348,9 +348,11 @@ export function perTimestepTensor(values: readonly number[], reference: Tensor):
 // ---------------------------------------------------------------------------------------------
 // Base class
 
-export interface SchedulerClass<T extends SchedulerBase> {
+/** The static side every scheduler class has. */
+export interface SchedulerClass<T extends SchedulerBase = SchedulerBase> {
   new (init?: ConfigDict, hidden?: ConfigDict): T;
   readonly defaultConfig: Readonly<ConfigDict>;
+  fromConfig(config: ConfigDict, overrides?: ConfigDict): T;
 }
 
 /** diffusers' SchedulerMixin + ConfigMixin: config bookkeeping and the fields every scheduler has. */
@@ -361,15 +363,6 @@ export abstract class SchedulerBase implements Scheduler {
   timestepsDtype: 'int64' | 'float32' | 'float64' = 'int64';
   numInferenceSteps: number | null = null;
   #config: Readonly<ConfigDict>;
-
-  /**
-   * `X.from_config(config, **overrides)`: `config` may be a scheduler_config.json object or another
-   * scheduler's `.config`; keys this class does not know are ignored but kept in `.config`.
-   */
-  static fromConfig<T extends SchedulerBase>(this: SchedulerClass<T>, config: ConfigDict, overrides: ConfigDict = {}): T {
-    const { init, hidden } = extractInitDict(Object.keys(this.defaultConfig), config, overrides);
-    return new this(init, hidden);
-  }
 
   protected constructor(className: string, defaults: Readonly<ConfigDict>, init: ConfigDict, hidden: ConfigDict) {
     if (init === null || typeof init !== 'object') throw invalidArgument('config', 'expected an object');
