@@ -43,7 +43,7 @@ export interface Scheduler {
   readonly order: number;
   readonly initNoiseSigma: number;
   readonly timesteps: number[];
-  /** 'int64' or 'float32', like the dtype of diffusers' `scheduler.timesteps`. */
+  /** The dtype of diffusers' `scheduler.timesteps`: int64 (DDIM, PNDM, DPM-Solver, LCM) or float32 (Euler, LMS; float64 in a few corners diffusers leaves in numpy's dtype). */
   readonly timestepsDtype: 'int64' | 'float32' | 'float64';
   readonly numInferenceSteps: number | null;
   setTimesteps(numInferenceSteps: number): void;
