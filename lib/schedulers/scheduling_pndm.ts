@@ -130,9 +130,12 @@ export class PNDMScheduler extends SchedulerBase {
     checkStepInputs(modelOutput, sample);
     if (this.numInferenceSteps === null) throw invalidArgument('numInferenceSteps', 'call setTimesteps before step');
     checkTimestepNumber(timestep);
+    // Copies: the multistep history must not alias buffers the caller may reuse for the next step.
+    const m = Float32Array.from(modelOutput.data);
+    const x = Float32Array.from(sample.data);
     const prev = this.counter < this.prkTimesteps.length && !this.skipPrkSteps
-      ? this.stepPrk(modelOutput.data, timestep, sample.data)
-      : this.stepPlms(modelOutput.data, timestep, sample.data);
+      ? this.stepPrk(m, timestep, x)
+      : this.stepPlms(m, timestep, x);
     return { prevSample: { data: prev, shape: [...sample.shape] } };
   }
 
