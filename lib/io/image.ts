@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import sharp, { type Metadata } from 'sharp';
+import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PiaError, invalidArgument, throwIfAborted } from '../errors.js';
 
 /** 8-bit RGB pixels, row-major HWC (no padding between rows). */
@@ -48,11 +48,13 @@ function tooLarge(width: number, height: number, maxPixels: number, file?: strin
  * images become their palette colours (a tRNS transparency is dropped like any alpha).
  * PIL also ignores embedded ICC profiles, hence `ignoreIcc`.
  *
- * Where sharp and PIL may still differ (rare inputs): 16-bit greyscale PNGs (PIL opens them as mode
- * "I;16", whose convert('RGB') clips values above 255 instead of scaling; sharp scales to 8 bits),
- * CMYK JPEGs (PIL inverts channels naively, sharp converts through a CMYK profile), and JPEG decoding
- * itself (libjpeg-turbo in PIL vs mozjpeg's decoder in sharp's libvips agree on baseline files in
- * practice but IDCT details are not guaranteed identical). 16-bit RGB PNGs keep the high byte in both.
+ * 16-bit inputs: RGB(A) and grey+alpha keep the high byte of each sample in both. 16-bit greyscale
+ * WITHOUT alpha is a PIL quirk we copy on purpose: PIL opens it as mode "I" / "I;16" and convert('RGB')
+ * CLIPS each value to 255 (it does not scale), so such images are mostly white for diffusers too.
+ *
+ * Where sharp and PIL may still differ (rare inputs): CMYK JPEGs (PIL inverts channels naively, sharp
+ * converts through a CMYK profile), and JPEG decoding itself (libjpeg-turbo's IDCT and chroma upsampling
+ * in PIL vs libvips' libjpeg in sharp: equal on the files we tried, not guaranteed for every file).
  */
 export async function loadImage(input: ImageInput, options: LoadImageOptions = {}): Promise<RgbImage> {
   const { maxPixels = DEFAULT_MAX_PIXELS, signal } = options;
@@ -101,6 +103,7 @@ export async function loadImage(input: ImageInput, options: LoadImageOptions = {
   if (meta.width * h0 > maxPixels) throw tooLarge(meta.width, h0, maxPixels, file);
 
   try {
+    if (meta.channels === 1 && (meta.depth === 'ushort' || meta.depth === 'short')) return await greyI16(open(maxPixels), signal);
     const { data, info } = await open(maxPixels)
       .rotate() // EXIF orientation, as diffusers.utils.load_image's exif_transpose
       .removeAlpha()
@@ -114,6 +117,23 @@ export async function loadImage(input: ImageInput, options: LoadImageOptions = {
     if (e instanceof PiaError || (e instanceof DOMException && e.name === 'AbortError')) throw e;
     throw new PiaError('E_IMAGE', `${where} cannot be decoded: ${(e as Error).message}`, { file, cause: e });
   }
+}
+
+/** PIL's 16-bit greyscale ("I;16") → convert('RGB'): values above 255 saturate, others keep their low byte. */
+async function greyI16(img: Sharp, signal?: AbortSignal): Promise<RgbImage> {
+  const { data, info } = await img.rotate().toColourspace('grey16').raw({ depth: 'ushort' }).toBuffer({ resolveWithObject: true });
+  throwIfAborted(signal);
+  if (info.channels !== 1) throw new Error(`decoder gave ${info.channels} channels, expected 1`);
+  const n = info.width * info.height;
+  const out = new Uint8Array(n * 3);
+  // sharp's raw 16-bit output is in machine byte order, which a Uint16Array view reads as is.
+  const aligned = data.byteOffset % 2 === 0 ? data : Buffer.from(data);
+  const samples = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+  for (let i = 0; i < n; i++) {
+    const v = samples[i];
+    out.fill(v > 255 ? 255 : v, i * 3, i * 3 + 3);
+  }
+  return { data: out, width: info.width, height: info.height };
 }
 
 function checkRgbImage(img: RgbImage, maxPixels: number): RgbImage {

@@ -129,6 +129,29 @@ describe('loadImage', () => {
     assert.deepEqual([...img.data], [0x12, 0xff, 0x01, 0x80, 0x00, 0xff]);
   });
 
+  // Expected values below were checked against Pillow 9.4's Image.open(...).convert('RGB') on the same bytes.
+  test('16-bit greyscale clips at 255 like PIL mode "I" (not scaled)', async () => {
+    const row = Buffer.alloc(10);
+    [0x0010, 0x00ff, 0x0100, 0x8000, 0xffff].forEach((v, i) => row.writeUInt16BE(v, i * 2));
+    const img = await loadImage(png(5, 1, 16, 0, [row]));
+    assert.deepEqual([...img.data], [16, 16, 16, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255]);
+  });
+
+  test('16-bit grey+alpha and RGBA keep the high byte; 1-bit is 0/255', async () => {
+    const vals = [0x0010, 0x00ff, 0x0100, 0x8000, 0xffff];
+    const la = Buffer.alloc(20);
+    vals.forEach((v, i) => {
+      la.writeUInt16BE(v, i * 4);
+      la.writeUInt16BE(0x1234, i * 4 + 2);
+    });
+    assert.deepEqual([...(await loadImage(png(5, 1, 16, 4, [la]))).data], [0, 0, 0, 0, 0, 0, 1, 1, 1, 128, 128, 128, 255, 255, 255]);
+    const rgba = Buffer.alloc(40);
+    vals.forEach((v, i) => [v, 0x01ff, 0x80ff, 0].forEach((s, c) => rgba.writeUInt16BE(s, i * 8 + c * 2)));
+    assert.deepEqual([...(await loadImage(png(5, 1, 16, 6, [rgba]))).data], [0, 1, 128, 0, 1, 128, 1, 1, 128, 128, 1, 128, 255, 1, 128]);
+    const bits = await loadImage(png(5, 1, 1, 0, [Uint8Array.from([0b10100000])]));
+    assert.deepEqual([...bits.data], [255, 255, 255, 0, 0, 0, 255, 255, 255, 0, 0, 0, 0, 0, 0]);
+  });
+
   test('EXIF orientation is applied (diffusers.utils.load_image exif_transpose)', async () => {
     const rgb = Uint8Array.from({ length: 40 * 20 * 3 }, (_, i) => (i * 7) % 256);
     const p = join(dir, 'rotated.jpg');
