@@ -150,14 +150,34 @@ export class AutoencoderKL {
     if (z.shape[1] !== this.config.latent_channels) {
       throw new PiaError('E_INVALID_ARGUMENT', `z: expected ${this.config.latent_channels} channels, got shape [${z.shape.join(', ')}]`, { option: 'z' });
     }
-    let out;
-    try {
-      out = await addon().autoencoderKL.decode(handle, { data: z.data, shape: z.shape }, this.#slicing, this.#tiling);
-    } catch (e) {
-      throw fromNativeError(e);
+    const native = addon().autoencoderKL;
+    const run = async (t: Tensor): Promise<Tensor> => {
+      try {
+        return await native.decode(handle, { data: t.data, shape: t.shape }, false, this.#tiling);
+      } catch (e) {
+        throw fromNativeError(e);
+      }
+    };
+    const [batch, , h, w] = z.shape;
+    if (!this.#slicing || batch <= 1) {
+      const out = await run(z);
+      throwIfAborted(options.signal);
+      return out;
+    }
+    // enable_slicing(): AutoencoderKL.decode runs _decode on each z.split(1) and concatenates.
+    // One native call per item gives the same numbers and lets a signal stop between frames.
+    const item = z.data.length / batch;
+    let out: Float32Array | undefined;
+    let shape: number[] = [];
+    for (let b = 0; b < batch; b++) {
+      throwIfAborted(options.signal);
+      const y = await run({ data: z.data.subarray(b * item, (b + 1) * item), shape: [1, z.shape[1], h, w] });
+      out ??= new Float32Array(y.data.length * batch);
+      shape = [batch, ...y.shape.slice(1)];
+      out.set(y.data, b * y.data.length);
     }
     throwIfAborted(options.signal);
-    return out;
+    return { data: out!, shape };
   }
 
   /** diffusers enable_slicing(): encode/decode one batch item at a time. */

@@ -89,6 +89,11 @@ for (const fam of ['tiny', 'mini-sd'] as const) {
       vae.enableSlicing();
       try {
         assertClose(await vae.decode(z), tiled.get('sliced_decode_output'), 'sliced_decode_output');
+        // Sliced decoding stops between items once the signal fires.
+        const ac = new AbortController();
+        const pending = vae.decode(z, { signal: ac.signal });
+        ac.abort();
+        await assert.rejects(pending, { name: 'AbortError' });
       } finally {
         vae.disableSlicing();
       }
