@@ -1,13 +1,66 @@
-// Conv2d as GEMM: weights [Cout, Cin·kh·kw] times an im2col panel of the input, built a block of
-// output pixels at a time so the panel stays small (the VAE decoder at 512 px would otherwise need
-// a 1 GB panel).
+// Conv2d as an implicit GEMM: weights [Cout, Cin·kh·kw] times the im2col matrix of the input,
+// whose NR-wide panels are gathered straight from the image inside the GEMM's B packing, so no
+// im2col buffer is ever built (the VAE decoder at 512 px would need a gigabyte of it).
 #include <algorithm>
-#include <vector>
+#include <cstring>
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "simd.h"
 
 namespace pia::cpu {
+
+namespace {
+
+struct Im2colPanels {
+  const float* x;  // one image [Cin, H, W]
+  int64_t H, W, kh, kw, Wo, P;
+  Conv2dParams p;
+
+  // Rows k = (ci, r, q) of B, columns = output pixels j0 .. j0+NR.
+  void operator()(int64_t k0, int64_t kc, int64_t j0, float* dst) const {
+    const int64_t nj = std::min(kNR, P - j0);
+    int64_t iy0[kNR], ix0[kNR];
+    for (int64_t j = 0; j < nj; ++j) {
+      iy0[j] = ((j0 + j) / Wo) * p.stride - p.pad_top;
+      ix0[j] = ((j0 + j) % Wo) * p.stride - p.pad_left;
+    }
+    // Whole panel on one output row with stride 1: each row of B is a contiguous run of x.
+    const bool one_row = nj == kNR && p.stride == 1 && iy0[0] == iy0[kNR - 1];
+    int64_t ci = k0 / (kh * kw), r = (k0 / kw) % kh, q = k0 % kw;
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      float* d = dst + kk * kNR;
+      const float* plane = x + ci * H * W;
+      if (one_row) {
+        const int64_t iy = iy0[0] + r, ix = ix0[0] + q;
+        if (iy < 0 || iy >= H) {
+          std::memset(d, 0, sizeof(float) * kNR);
+        } else if (ix >= 0 && ix + kNR <= W) {
+          std::memcpy(d, plane + iy * W + ix, sizeof(float) * kNR);
+        } else {
+          const float* row = plane + iy * W;
+          for (int64_t j = 0; j < kNR; ++j) d[j] = (ix + j >= 0 && ix + j < W) ? row[ix + j] : 0.f;
+        }
+      } else {
+        int64_t j = 0;
+        for (; j < nj; ++j) {
+          const int64_t iy = iy0[j] + r, ix = ix0[j] + q;
+          d[j] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? plane[iy * W + ix] : 0.f;
+        }
+        for (; j < kNR; ++j) d[j] = 0.f;
+      }
+      if (++q == kw) {
+        q = 0;
+        if (++r == kh) {
+          r = 0;
+          ++ci;
+        }
+      }
+    }
+  }
+};
+
+}  // namespace
 
 void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,
             int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo) {
@@ -15,10 +68,6 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
   const int64_t P = Ho * Wo;
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
                          p.pad_bottom == 0 && p.pad_right == 0;
-  // About 4 MB of panel per block, in whole multiples of 64 pixels.
-  int64_t pb = std::max<int64_t>(64, (int64_t(1) << 20) / std::max<int64_t>(K, 1) / 64 * 64);
-  pb = std::min(pb, P);
-  std::vector<float> col(pointwise ? 0 : size_t(K * pb));
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Cin * H * W;
     float* yn = y + n * Cout * P;
@@ -29,23 +78,8 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
     }
     if (pointwise) {
       gemm(Cout, P, K, w, K, xn, P, false, yn, P, bias != nullptr);
-      continue;
-    }
-    for (int64_t p0 = 0; p0 < P; p0 += pb) {
-      const int64_t np = std::min(pb, P - p0);
-      parallel_for(0, K, 4, [&](int64_t b, int64_t e) {
-        for (int64_t kk = b; kk < e; ++kk) {
-          const int64_t ci = kk / (kh * kw), r = (kk / kw) % kh, s = kk % kw;
-          const float* xc = xn + ci * H * W;
-          float* dst = col.data() + kk * np;
-          for (int64_t q = 0; q < np; ++q) {
-            const int64_t pix = p0 + q, oy = pix / Wo, ox = pix % Wo;
-            const int64_t iy = oy * p.stride - p.pad_top + r, ix = ox * p.stride - p.pad_left + s;
-            dst[q] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xc[iy * W + ix] : 0.f;
-          }
-        }
-      });
-      gemm(Cout, np, K, w, K, col.data(), np, false, yn + p0, P, bias != nullptr);
+    } else {
+      gemm_implicit_b(Cout, P, K, w, K, Im2colPanels{xn, H, W, kh, kw, Wo, P, p}, yn, P, bias != nullptr);
     }
   }
 }

@@ -8,6 +8,7 @@
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
+#include "scratch.h"
 #include "simd.h"
 
 namespace pia::cpu {
@@ -18,22 +19,6 @@ namespace {
 // equal blocks of at most KC (K = 320 is one block, not 256 + 64: each block re-reads C).
 constexpr int64_t KC = 384, MC = 96, NC = 3072;
 static_assert(MC % kMR == 0 && NC % kNR == 0, "blocks are whole micro-tiles");
-
-// A growable 64-byte-aligned scratch buffer (one per thread and role).
-struct Scratch {
-  float* p = nullptr;
-  size_t cap = 0;
-  ~Scratch() { std::free(p); }
-  float* get(size_t n) {
-    if (n > cap) {
-      std::free(p);
-      cap = std::max(n, cap * 2);
-      p = static_cast<float*>(std::aligned_alloc(64, (cap * sizeof(float) + 63) / 64 * 64));
-      if (!p) throw std::bad_alloc();
-    }
-    return p;
-  }
-};
 
 void pack_b_panel(const float* B, int64_t ldb, bool trans_b, int64_t k0, int64_t kc, int64_t j0, int64_t N,
                   float* dst) {
@@ -73,6 +58,14 @@ void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
           float* C, int64_t ldc, bool accumulate) {
+  gemm_implicit_b(
+      M, N, K, A, lda,
+      [&](int64_t k0, int64_t kc, int64_t j0, float* dst) { pack_b_panel(B, ldb, trans_b, k0, kc, j0, N, dst); }, C,
+      ldc, accumulate);
+}
+
+void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
+                     int64_t ldc, bool accumulate) {
   if (M <= 0 || N <= 0) return;
   if (K <= 0) {
     if (!accumulate)
@@ -94,7 +87,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const fl
       const int64_t kc = std::min(kstep, K - pc);
       float* bp = bbuf.get(size_t(panels * kc * kNR));
       parallel_for(0, panels, std::max<int64_t>(1, 64 / std::max<int64_t>(1, kc / 64)), [&](int64_t b, int64_t e) {
-        for (int64_t p = b; p < e; ++p) pack_b_panel(B, ldb, trans_b, pc, kc, jc + p * kNR, N, bp + p * kc * kNR);
+        for (int64_t p = b; p < e; ++p) pack_b(pc, kc, jc + p * kNR, bp + p * kc * kNR);
       });
       const bool acc = accumulate || pc > 0;
       parallel_for(0, mblocks * nchunks, 1, [&](int64_t tb, int64_t te) {

@@ -3,6 +3,7 @@
 // dtypes and calls these; nothing outside native/cpu uses them directly.
 #include <cmath>
 #include <cstdint>
+#include <functional>
 
 #include "../ops/backend.h"
 
@@ -13,6 +14,12 @@ namespace pia::cpu {
 // Multi-threaded over the global pool; runs inline when called from inside a worker.
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
           float* C, int64_t ldc, bool accumulate);
+// The same with B never materialised (implicit GEMM): pack_b(k0, kc, j0, dst) writes rows
+// [k0, k0+kc) of columns [j0, j0+kGemmNR) of B into dst[kc][kGemmNR], zeros past column N.
+constexpr int64_t kGemmNR = 16;
+using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, float* dst)>;
+void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
+                     int64_t ldc, bool accumulate);
 
 // torch.nn.Conv2d (groups=1, dilation=1). x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] or null.
 void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,

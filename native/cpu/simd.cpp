@@ -1,6 +1,7 @@
 // Portable versions of the simd.h kernels and the run-time choice between them and the AVX2 ones.
 #include "simd.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -84,6 +85,23 @@ void gelu_inplace(float* x, int64_t n) {
 void geglu_row(const float* a, const float* g, float* y, int64_t n) {
   PIA_AVX2(geglu_row(a, g, y, n));
   for (int64_t i = 0; i < n; ++i) y[i] = a[i] * gelu1(g[i]);
+}
+
+void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr) {
+  PIA_AVX2(softmax_panel(s, nk, rows, scale, m, l, corr));
+  for (int64_t j = 0; j < kNR; ++j) {
+    float mx = m[j];
+    for (int64_t k = 0; k < nk; ++k) {
+      s[k * kNR + j] *= scale;
+      mx = std::max(mx, s[k * kNR + j]);
+    }
+    float sum = 0.f;
+    for (int64_t k = 0; k < nk; ++k) sum += (s[k * kNR + j] = std::exp(s[k * kNR + j] - mx));
+    for (int64_t k = nk; k < rows; ++k) s[k * kNR + j] = 0.f;
+    corr[j] = std::exp(m[j] - mx);
+    l[j] = l[j] * corr[j] + sum;
+    m[j] = mx;
+  }
 }
 
 }  // namespace pia::cpu

@@ -4,10 +4,13 @@
 // reports avx2+fma (PIA_CPU_GENERIC=1 forces the portable path).
 #include <cstdint>
 
+#include "kernels.h"
+
 namespace pia::cpu {
 
 // GEMM micro-kernel tile: MR rows of packed A times NR columns of packed B.
 constexpr int64_t kMR = 6, kNR = 16;
+static_assert(kNR == kGemmNR, "kernels.h promises NR-wide B panels");
 
 // C[MR×NR] (ldc) (+)= Ap[kc×MR] · Bp[kc×NR]; accumulate=false overwrites C.
 using MicroKernel = void (*)(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate);
@@ -25,6 +28,13 @@ void gelu_inplace(float* x, int64_t n);
 // y[i] = a[i] * gelu(g[i]) (diffusers GEGLU).
 void geglu_row(const float* a, const float* g, float* y, int64_t n);
 
+// Online-softmax step on a key block of scores laid out [rows][kNR] (kNR queries side by side):
+// rows [0, nk) hold raw q·k (−inf where masked), rows [nk, rows) are padding. Scales by `scale`,
+// updates the running max m[kNR] and sum l[kNR], overwrites the scores with
+// p = exp(scale·s − m_new) (padding rows with 0) and writes the factor corr = exp(m_old − m_new)
+// that the earlier partial outputs must be multiplied by.
+void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
+
 bool use_avx2();
 
 // AVX2 builds (defined in simd_avx2.cpp; only called when use_avx2()).
@@ -36,6 +46,7 @@ void axpby(float* y, const float* x, int64_t n, float a, float b);
 void silu_inplace(float* x, int64_t n);
 void gelu_inplace(float* x, int64_t n);
 void geglu_row(const float* a, const float* g, float* y, int64_t n);
+void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
 }  // namespace avx2
 
 }  // namespace pia::cpu

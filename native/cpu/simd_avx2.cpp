@@ -185,4 +185,30 @@ void geglu_row(const float* a, const float* g, float* y, int64_t n) {
   for (; i < n; ++i) y[i] = a[i] * (0.5f * g[i] * (1.f + std::erf(g[i] * 0.70710678118654752f)));
 }
 
+void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr) {
+  static_assert(kNR == 16, "two vectors of queries");
+  const __m256 vs = _mm256_set1_ps(scale);
+  for (int h = 0; h < 2; ++h) {
+    float* col = s + 8 * h;
+    const __m256 m_old = _mm256_loadu_ps(m + 8 * h);
+    __m256 mx = m_old;
+    for (int64_t k = 0; k < nk; ++k) {
+      const __m256 t = _mm256_mul_ps(_mm256_load_ps(col + k * kNR), vs);
+      _mm256_store_ps(col + k * kNR, t);
+      mx = _mm256_max_ps(mx, t);
+    }
+    __m256 sum = _mm256_setzero_ps();
+    for (int64_t k = 0; k < nk; ++k) {
+      const __m256 p = exp256(_mm256_sub_ps(_mm256_load_ps(col + k * kNR), mx));
+      _mm256_store_ps(col + k * kNR, p);
+      sum = _mm256_add_ps(sum, p);
+    }
+    for (int64_t k = nk; k < rows; ++k) _mm256_store_ps(col + k * kNR, _mm256_setzero_ps());
+    const __m256 c = exp256(_mm256_sub_ps(m_old, mx));
+    _mm256_storeu_ps(corr + 8 * h, c);
+    _mm256_storeu_ps(l + 8 * h, _mm256_fmadd_ps(_mm256_loadu_ps(l + 8 * h), c, sum));
+    _mm256_storeu_ps(m + 8 * h, mx);
+  }
+}
+
 }  // namespace pia::cpu::avx2
