@@ -7,7 +7,7 @@ import { writeFileAtomic } from './atomic_write.js';
 const { GIFEncoder, quantize, applyPalette, nearestColorIndex } = gifenc;
 
 export interface GifOptions {
-  /** Frames per second (default 8, diffusers' export_to_gif). GIF stores delays in 1/100 s, so 8 fps is 13 cs. */
+  /** Frames per second (default 8). GIF stores delays in 1/100 s, so 8 fps is stored as 13 cs (125 ms rounded). */
   fps?: number;
   /** How many times the animation plays; 0 = forever (default). */
   loop?: number;

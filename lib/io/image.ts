@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import sharp, { type Metadata, type Sharp } from 'sharp';
 import { PiaError, invalidArgument, throwIfAborted } from '../errors.js';
+import { resizeLanczos } from './lanczos.js';
 
 /** 8-bit RGB pixels, row-major HWC (no padding between rows). */
 export interface RgbImage {
@@ -166,6 +167,35 @@ export function rgbToTensor(img: RgbImage): { data: Float32Array; shape: [1, 3, 
     out[2 * plane + i] = lut[data[i * 3 + 2]];
   }
   return { data: out, shape: [1, 3, height, width] };
+}
+
+export interface PreprocessImageOptions {
+  /** 2 ** (len(vae.config.block_out_channels) - 1): 8 for Stable Diffusion's VAE. */
+  vaeScaleFactor?: number;
+  /** Target size; default: the image's own, rounded down to a multiple of vaeScaleFactor. */
+  height?: number;
+  width?: number;
+}
+
+/**
+ * VaeImageProcessor.preprocess on one PIL image, as PIAPipeline.prepare_masked_condition calls it
+ * (`preprocess(image)`, no height/width: the condition image keeps ITS OWN size, independent of the
+ * video's). get_default_height_width rounds that size DOWN to a multiple of vae_scale_factor, and
+ * resize (resample "lanczos") is a no-op copy when the size already fits (PIL's Image.resize returns a
+ * copy for an unchanged size), so Pillow's Lanczos only runs for sizes like 100×100 → 96×96.
+ * Then rgbToTensor: [1, 3, H, W] in [-1, 1].
+ */
+export function preprocessImage(img: RgbImage, options: PreprocessImageOptions = {}): { data: Float32Array; shape: [1, 3, number, number] } {
+  const { vaeScaleFactor = 8 } = options;
+  checkRgbImage(img, Number.MAX_SAFE_INTEGER);
+  if (!Number.isInteger(vaeScaleFactor) || vaeScaleFactor < 1) throw invalidArgument('vaeScaleFactor', `must be a positive integer (got ${vaeScaleFactor})`);
+  const height = (options.height ?? img.height) - ((options.height ?? img.height) % vaeScaleFactor);
+  const width = (options.width ?? img.width) - ((options.width ?? img.width) % vaeScaleFactor);
+  if (height < 1 || width < 1) {
+    throw new PiaError('E_IMAGE', `image ${img.width}×${img.height} is smaller than the VAE scale factor ${vaeScaleFactor}: no size fits`);
+  }
+  const sized = width === img.width && height === img.height ? img : resizeLanczos(img, width, height);
+  return rgbToTensor(sized);
 }
 
 /** numpy's np.round: half to even. */

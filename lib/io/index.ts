@@ -1,5 +1,5 @@
-export { loadImage, rgbToTensor, framesFromTensor, DEFAULT_MAX_PIXELS } from './image.js';
-export type { RgbImage, Frame, ImageInput, LoadImageOptions } from './image.js';
+export { loadImage, rgbToTensor, preprocessImage, framesFromTensor, DEFAULT_MAX_PIXELS } from './image.js';
+export type { RgbImage, Frame, ImageInput, LoadImageOptions, PreprocessImageOptions } from './image.js';
 export { resizeLanczos } from './lanczos.js';
 export { exportToGif, encodeGif } from './export_gif.js';
 export type { GifOptions } from './export_gif.js';

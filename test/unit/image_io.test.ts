@@ -4,7 +4,7 @@ import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-import { loadImage, rgbToTensor, framesFromTensor, resizeLanczos } from '../../lib/io/index.js';
+import { loadImage, rgbToTensor, preprocessImage, framesFromTensor, resizeLanczos } from '../../lib/io/index.js';
 import { PiaError } from '../../lib/errors.js';
 import { fixture, repoRoot } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -252,6 +252,25 @@ describe('rgbToTensor', () => {
     assert.equal(t.data[4], 1);
     // 128/255 in float32 is 0.501960813999176; 2x - 1 then rounds to float32 0.003921627998352051 (not 1/255 exactly).
     assert.equal(t.data[2], 0.003921627998352051);
+  });
+});
+
+describe('preprocessImage (VaeImageProcessor.preprocess as prepare_masked_condition calls it)', () => {
+  test('a size that is a multiple of 8 is kept as is (the golden 96×96 input is NOT resized to the video size)', async () => {
+    const img = await loadImage(fixture('golden', 'pipeline', 'input_96x96.png'));
+    const t = preprocessImage(img);
+    assert.deepEqual(t.shape, [1, 3, 96, 96]);
+    assert.deepEqual(t.data, rgbToTensor(img).data);
+  });
+
+  test('other sizes round DOWN to a multiple of 8 through Pillow Lanczos', () => {
+    const data = Uint8Array.from({ length: 100 * 75 * 3 }, (_, i) => (i * 31 + (i >> 7)) % 256);
+    const img = { data, width: 100, height: 75 };
+    const t = preprocessImage(img);
+    assert.deepEqual(t.shape, [1, 3, 72, 96]);
+    assert.deepEqual(t.data, rgbToTensor(resizeLanczos(img, 96, 72)).data);
+    assert.deepEqual(preprocessImage(img, { height: 64, width: 65 }).shape, [1, 3, 64, 64]);
+    assert.throws(() => preprocessImage({ data: new Uint8Array(5 * 5 * 3), width: 5, height: 5 }), isPiaError('E_IMAGE'));
   });
 });
 
