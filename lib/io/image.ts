@@ -41,8 +41,8 @@ function tooLarge(width: number, height: number, maxPixels: number, file?: strin
 }
 
 /**
- * Decodes an image to 8-bit RGB the way diffusers sees it: `PIL.Image.open(...)` followed by
- * `ImageOps.exif_transpose` (diffusers.utils.load_image) and `convert('RGB')` (VaeImageProcessor.preprocess).
+ * Decodes an image to 8-bit RGB the way diffusers sees it: diffusers.utils.load_image, i.e.
+ * `PIL.Image.open(...)`, `ImageOps.exif_transpose`, then `convert('RGB')`.
  *
  * PIL's convert('RGB') DROPS alpha (an RGBA pixel (10, 20, 30, 0) becomes (10, 20, 30)); it does not
  * composite over a background, and neither do we. Greyscale is replicated to three channels; palette
@@ -54,8 +54,9 @@ function tooLarge(width: number, height: number, maxPixels: number, file?: strin
  * CLIPS each value to 255 (it does not scale), so such images are mostly white for diffusers too.
  *
  * Where sharp and PIL may still differ (rare inputs): CMYK JPEGs (PIL inverts channels naively, sharp
- * converts through a CMYK profile), and JPEG decoding itself (libjpeg-turbo's IDCT and chroma upsampling
- * in PIL vs libvips' libjpeg in sharp: equal on the files we tried, not guaranteed for every file).
+ * converts through a CMYK profile), and JPEG/WebP decoding itself (PIL's libjpeg-turbo vs sharp's mozjpeg,
+ * two libwebp builds): byte-identical on every file test/unit/image_io.test.ts tries against a live
+ * Pillow (4:2:0, 4:4:4, progressive, EXIF-rotated JPEG, lossy WebP), but not guaranteed for all.
  */
 export async function loadImage(input: ImageInput, options: LoadImageOptions = {}): Promise<RgbImage> {
   const { maxPixels = DEFAULT_MAX_PIXELS, signal } = options;

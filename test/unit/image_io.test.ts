@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateSync } from 'node:zlib';
+import { spawnSync } from 'node:child_process';
 import sharp from 'sharp';
 import { loadImage, rgbToTensor, preprocessImage, framesFromTensor, resizeLanczos } from '../../lib/io/index.js';
 import { PiaError } from '../../lib/errors.js';
@@ -367,5 +368,95 @@ describe('resizeLanczos (Pillow Image.LANCZOS)', () => {
     assert.throws(() => resizeLanczos(img, 0, 3), isPiaError('E_INVALID_ARGUMENT'));
     assert.throws(() => resizeLanczos(img, 2.5, 3), isPiaError('E_INVALID_ARGUMENT'));
     assert.throws(() => resizeLanczos({ data: new Uint8Array(5), width: 4, height: 3 }, 2, 2), isPiaError('E_INVALID_ARGUMENT'));
+  });
+});
+
+// Live cross-check against Pillow itself where a Python with PIL is installed (e.g. Debian's python3-pil);
+// skipped otherwise. The committed references above do not need it.
+describe('against a live Pillow (optional)', () => {
+  const python = ['/usr/bin/python3', 'python3'].find((py) => spawnSync(py, ['-c', 'import PIL'], { stdio: 'ignore' }).status === 0);
+  const skip = python ? false : 'no python3 with PIL (Pillow) on this machine';
+  const dir = tempDir('pia-pil-');
+
+  /** PIL's view of each file: diffusers.utils.load_image = exif_transpose + convert('RGB'). */
+  function pilDecode(paths: string[]): { width: number; height: number; data: Uint8Array }[] {
+    const script = [
+      'import sys, struct',
+      'from PIL import Image, ImageOps',
+      'for p in sys.argv[1:]:',
+      '    im = ImageOps.exif_transpose(Image.open(p)).convert("RGB")',
+      '    sys.stdout.buffer.write(struct.pack("<II", *im.size) + im.tobytes())',
+    ].join('\n');
+    const out = spawnSync(python!, ['-c', script, ...paths], { maxBuffer: 1 << 28 });
+    assert.equal(out.status, 0, String(out.stderr));
+    const b = out.stdout as Buffer;
+    const res = [];
+    for (let o = 0; o < b.length; ) {
+      const width = b.readUInt32LE(o), height = b.readUInt32LE(o + 4);
+      res.push({ width, height, data: new Uint8Array(b.subarray(o + 8, o + 8 + width * height * 3)) });
+      o += 8 + width * height * 3;
+    }
+    return res;
+  }
+
+  test('decoding: PNG (RGBA, palette, 16-bit grey), JPEG (4:2:0, 4:4:4, progressive, EXIF-rotated), WebP', { skip }, async () => {
+    const w = 61, h = 47;
+    const rgb = Uint8Array.from({ length: w * h * 3 }, (_, i) => ((i * 37) ^ (i >> 5)) % 256);
+    const rgba = Uint8Array.from({ length: w * h * 4 }, (_, i) => ((i * 53) ^ (i >> 3)) % 256);
+    const raw3 = { raw: { width: w, height: h, channels: 3 as const } };
+    const files: [string, Buffer][] = [
+      ['rgba.png', await sharp(rgba, { raw: { width: w, height: h, channels: 4 } }).png().toBuffer()],
+      ['pal.png', png(3, 1, 8, 3, [Uint8Array.from([2, 0, 1])], [chunk('PLTE', Uint8Array.from([10, 20, 30, 40, 50, 60, 250, 0, 128])), chunk('tRNS', Uint8Array.from([0, 255, 64]))])],
+      ['g16.png', png(2, 1, 16, 0, [Uint8Array.from([0x00, 0x10, 0x12, 0x34])])],
+      ['420.jpg', await sharp(rgb, raw3).jpeg({ quality: 80 }).toBuffer()],
+      ['444.jpg', await sharp(rgb, raw3).jpeg({ quality: 90, chromaSubsampling: '4:4:4' }).toBuffer()],
+      ['prog.jpg', await sharp(rgb, raw3).jpeg({ quality: 75, progressive: true }).toBuffer()],
+      ['rot.jpg', await sharp(rgb, raw3).jpeg().withMetadata({ orientation: 6 }).toBuffer()],
+      ['lossy.webp', await sharp(rgb, raw3).webp({ quality: 70 }).toBuffer()],
+    ];
+    const paths = files.map(([n, b]) => {
+      const p = join(dir, n);
+      writeFileSync(p, b);
+      return p;
+    });
+    const pil = pilDecode(paths);
+    for (let i = 0; i < paths.length; i++) {
+      const ours = await loadImage(paths[i]);
+      assert.equal(ours.width, pil[i].width, files[i][0]);
+      assert.equal(ours.height, pil[i].height, files[i][0]);
+      let diff = 0;
+      for (let k = 0; k < ours.data.length; k++) if (ours.data[k] !== pil[i].data[k]) diff++;
+      assert.equal(diff, 0, `${files[i][0]}: ${diff} bytes differ from PIL`);
+    }
+  });
+
+  test('Lanczos on random sizes equals Pillow', { skip }, () => {
+    let s = 12345;
+    const rnd = (n: number) => ((s = (Math.imul(s, 1103515245) + 12345) & 0x7fffffff) >> 8) % n;
+    const cases = Array.from({ length: 12 }, () => [1 + rnd(90), 1 + rnd(90), 1 + rnd(90), 1 + rnd(90)]);
+    const inputs = cases.map(([w, h]) => Uint8Array.from({ length: w * h * 3 }, () => rnd(256)));
+    const script = [
+      'import sys, struct',
+      'from PIL import Image',
+      'data = sys.stdin.buffer.read(); o = 0',
+      'while o < len(data):',
+      '    w, h, W, H = struct.unpack_from("<4I", data, o); o += 16',
+      '    im = Image.frombytes("RGB", (w, h), data[o:o + w * h * 3]); o += w * h * 3',
+      '    sys.stdout.buffer.write(im.resize((W, H), Image.LANCZOS).tobytes())',
+    ].join('\n');
+    const input = Buffer.concat(cases.flatMap(([w, h, W, H], i) => {
+      const hdr = Buffer.alloc(16);
+      [w, h, W, H].forEach((v, k) => hdr.writeUInt32LE(v, k * 4));
+      return [hdr, Buffer.from(inputs[i])];
+    }));
+    const out = spawnSync(python!, ['-c', script], { input, maxBuffer: 1 << 26 });
+    assert.equal(out.status, 0, String(out.stderr));
+    let o = 0;
+    cases.forEach(([w, h, W, H], i) => {
+      const ref = (out.stdout as Buffer).subarray(o, o + W * H * 3);
+      o += W * H * 3;
+      const ours = resizeLanczos({ data: inputs[i], width: w, height: h }, W, H);
+      assert.deepEqual(ours.data, new Uint8Array(ref), `${w}×${h} → ${W}×${H}`);
+    });
   });
 });
