@@ -121,14 +121,6 @@ export class UNetMotionModel {
       );
     }
     if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
-    const factor = 2 ** (c.block_out_channels.length - 1);
-    if (H % factor !== 0 || W % factor !== 0) {
-      throw new PiaError(
-        'E_UNSUPPORTED',
-        `UNetMotionModel.forward: latent size ${H}x${W} must be a multiple of ${factor} (upsampling to odd skip sizes is not supported)`,
-        { option: 'sample' },
-      );
-    }
     let out;
     try {
       out = await addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, this.#freeU);

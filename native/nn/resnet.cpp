@@ -74,12 +74,19 @@ void Upsample2D::load(WeightStore& w, Backend& be, const std::string& prefix, in
 }
 
 Tensor Upsample2D::operator()(Backend& be, const Tensor& x, int64_t out_h, int64_t out_w) const {
-  if ((out_h && out_h != 2 * x.size(2)) || (out_w && out_w != 2 * x.size(3))) {
-    throw_error("E_UNSUPPORTED", "Upsample2D to a size other than twice the input (" + std::to_string(out_h) + "x" +
-                                     std::to_string(out_w) + " from " + shape_str(x.shape()) +
-                                     ") is not supported; use a latent size divisible by the UNet's total downsampling");
+  const int64_t H = x.size(2), W = x.size(3);
+  if (!out_h) out_h = 2 * H;
+  if (!out_w) out_w = 2 * W;
+  // The UNet asks for output_size only to match an odd skip connection: 2H-1 (or 2H). Nearest
+  // interpolation to 2H-1 reads source row floor(d·H/(2H-1)), which equals floor(d/2) for every
+  // d < 2H-1, so it is the ×2 upsampling with its last row/column dropped.
+  if ((out_h != 2 * H && out_h != 2 * H - 1) || (out_w != 2 * W && out_w != 2 * W - 1)) {
+    throw_error("E_UNSUPPORTED", "Upsample2D to " + std::to_string(out_h) + "x" + std::to_string(out_w) + " from " +
+                                     shape_str(x.shape()) + " is not supported (only 2x, or 2x minus one)");
   }
-  return conv(be, be.upsample_nearest2x(x));
+  Tensor up = be.upsample_nearest2x(x);
+  if (out_h != 2 * H || out_w != 2 * W) up = be.contiguous(up.narrow(2, 0, out_h).narrow(3, 0, out_w));
+  return conv(be, up);
 }
 
 }  // namespace pia::nn

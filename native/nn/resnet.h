@@ -54,7 +54,7 @@ struct Upsample2D {
   Conv2d conv;
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t channels, int64_t out_channels,
             int kernel_size = 3, int padding = 1);
-  // out_h/out_w: diffusers' `output_size` (0: scale_factor 2).
+  // out_h/out_w: diffusers' `output_size` (0: scale_factor 2); 2H-1 / 2W-1 are supported too.
   Tensor operator()(Backend& be, const Tensor& x, int64_t out_h = 0, int64_t out_w = 0) const;
 };
 
