@@ -31,14 +31,38 @@ void for_each_row(const Shape& shape, const Shape& sa, const Shape& sb, Fn fn) {
 
 }  // namespace
 
+void activation_inplace_serial(float* x, int64_t n, Activation act) {
+  switch (act) {
+    case Activation::None: return;
+    case Activation::SiLU: return silu_inplace(x, n);
+    case Activation::GELU: return gelu_inplace(x, n);
+    default:
+      for (int64_t i = 0; i < n; ++i) x[i] = apply_activation(act, x[i]);
+  }
+}
+
 void activation_inplace(float* x, int64_t n, Activation act) {
   if (act == Activation::None) return;
-  parallel_for(0, n, 16384, [&](int64_t b, int64_t e) {
-    if (act == Activation::SiLU) return silu_inplace(x + b, e - b);
-    if (act == Activation::GELU) return gelu_inplace(x + b, e - b);
-    for (int64_t i = b; i < e; ++i) x[i] = apply_activation(act, x[i]);
-  });
+  parallel_for(0, n, 16384, [&](int64_t b, int64_t e) { activation_inplace_serial(x + b, e - b, act); });
 }
+
+namespace {
+// One output row; the stride-1 and broadcast-scalar cases are spelled out so they vectorise.
+template <typename F>
+void binary_row(F f, float* po, const float* pa, int64_t la, const float* pb, int64_t lb, int64_t n) {
+  if (la == 1 && lb == 1) {
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], pb[i]);
+  } else if (la == 1 && lb == 0) {
+    const float b = *pb;
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i], b);
+  } else if (la == 0 && lb == 1) {
+    const float a = *pa;
+    for (int64_t i = 0; i < n; ++i) po[i] = f(a, pb[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) po[i] = f(pa[i * la], pb[i * lb]);
+  }
+}
+}  // namespace
 
 void binary(BinaryOp op, const float* a, const Shape& sa, const float* b, const Shape& sb, float* out,
             const Shape& out_shape) {
@@ -46,14 +70,12 @@ void binary(BinaryOp op, const float* a, const Shape& sa, const float* b, const 
   const int64_t last = nd ? out_shape.back() : 1;
   const int64_t la = nd ? sa.back() : 0, lb = nd ? sb.back() : 0;
   for_each_row(out_shape, sa, sb, [&](int64_t oa, int64_t ob, int64_t r) {
-    const float* pa = a + oa;
-    const float* pb = b + ob;
     float* po = out + r * last;
     switch (op) {
-      case BinaryOp::Add: for (int64_t i = 0; i < last; ++i) po[i] = pa[i * la] + pb[i * lb]; break;
-      case BinaryOp::Sub: for (int64_t i = 0; i < last; ++i) po[i] = pa[i * la] - pb[i * lb]; break;
-      case BinaryOp::Mul: for (int64_t i = 0; i < last; ++i) po[i] = pa[i * la] * pb[i * lb]; break;
-      case BinaryOp::Div: for (int64_t i = 0; i < last; ++i) po[i] = pa[i * la] / pb[i * lb]; break;
+      case BinaryOp::Add: return binary_row([](float x, float y) { return x + y; }, po, a + oa, la, b + ob, lb, last);
+      case BinaryOp::Sub: return binary_row([](float x, float y) { return x - y; }, po, a + oa, la, b + ob, lb, last);
+      case BinaryOp::Mul: return binary_row([](float x, float y) { return x * y; }, po, a + oa, la, b + ob, lb, last);
+      case BinaryOp::Div: return binary_row([](float x, float y) { return x / y; }, po, a + oa, la, b + ob, lb, last);
     }
   });
 }
@@ -65,8 +87,13 @@ void add_inplace(float* a, const Shape& shape, const float* b, const Shape& sb, 
   for_each_row(shape, sa, sb, [&](int64_t oa, int64_t ob, int64_t) {
     float* pa = a + oa;
     const float* pb = b + ob;
-    if (alpha == 1.f) {
-      for (int64_t i = 0; i < last; ++i) pa[i] += pb[i * lb];
+    if (lb == 0) {
+      const float v = alpha * *pb;
+      for (int64_t i = 0; i < last; ++i) pa[i] += v;
+    } else if (lb == 1 && alpha == 1.f) {
+      for (int64_t i = 0; i < last; ++i) pa[i] += pb[i];
+    } else if (lb == 1) {
+      for (int64_t i = 0; i < last; ++i) pa[i] += alpha * pb[i];
     } else {
       for (int64_t i = 0; i < last; ++i) pa[i] += alpha * pb[i * lb];
     }

@@ -55,6 +55,8 @@ inline float apply_activation(Activation act, float x) {
   return x;
 }
 void activation_inplace(float* x, int64_t n, Activation act);
+// The same on the calling thread only (inside a parallel region).
+void activation_inplace_serial(float* x, int64_t n, Activation act);
 
 }  // namespace pia::cpu
 

@@ -104,4 +104,18 @@ void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, fl
   }
 }
 
+void moments(const float* x, int64_t n, double& mean, double& var) {
+  PIA_AVX2(moments(x, n, mean, var));
+  double s = 0, s2 = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i];
+  mean = n ? s / double(n) : 0.0;
+  for (int64_t i = 0; i < n; ++i) s2 += (double(x[i]) - mean) * (double(x[i]) - mean);
+  var = n ? s2 / double(n) : 0.0;
+}
+
+void affine_row(float* y, const float* x, int64_t n, float s, float t) {
+  PIA_AVX2(affine_row(y, x, n, s, t));
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s + t;
+}
+
 }  // namespace pia::cpu

@@ -34,6 +34,10 @@ void geglu_row(const float* a, const float* g, float* y, int64_t n);
 // p = exp(scale·s − m_new) (padding rows with 0) and writes the factor corr = exp(m_old − m_new)
 // that the earlier partial outputs must be multiplied by.
 void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
+// Mean and biased variance of x[0, n) in double (two passes: Σx, then Σ(x − mean)²).
+void moments(const float* x, int64_t n, double& mean, double& var);
+// y = x · s + t.
+void affine_row(float* y, const float* x, int64_t n, float s, float t);
 
 bool use_avx2();
 
@@ -47,6 +51,8 @@ void silu_inplace(float* x, int64_t n);
 void gelu_inplace(float* x, int64_t n);
 void geglu_row(const float* a, const float* g, float* y, int64_t n);
 void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
+void moments(const float* x, int64_t n, double& mean, double& var);
+void affine_row(float* y, const float* x, int64_t n, float s, float t);
 }  // namespace avx2
 
 }  // namespace pia::cpu

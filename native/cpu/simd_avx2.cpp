@@ -211,4 +211,39 @@ void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, fl
   }
 }
 
+void moments(const float* x, int64_t n, double& mean, double& var) {
+  __m256d a0 = _mm256_setzero_pd(), a1 = _mm256_setzero_pd();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    a0 = _mm256_add_pd(a0, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    a1 = _mm256_add_pd(a1, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+  }
+  alignas(32) double t[4];
+  _mm256_store_pd(t, _mm256_add_pd(a0, a1));
+  double s = (t[0] + t[1]) + (t[2] + t[3]);
+  for (; i < n; ++i) s += x[i];
+  mean = n ? s / double(n) : 0.0;
+  const __m256d m = _mm256_set1_pd(mean);
+  a0 = a1 = _mm256_setzero_pd();
+  for (i = 0; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256d d0 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_castps256_ps128(v)), m);
+    const __m256d d1 = _mm256_sub_pd(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)), m);
+    a0 = _mm256_fmadd_pd(d0, d0, a0);
+    a1 = _mm256_fmadd_pd(d1, d1, a1);
+  }
+  _mm256_store_pd(t, _mm256_add_pd(a0, a1));
+  double s2 = (t[0] + t[1]) + (t[2] + t[3]);
+  for (; i < n; ++i) s2 += (double(x[i]) - mean) * (double(x[i]) - mean);
+  var = n ? s2 / double(n) : 0.0;
+}
+
+void affine_row(float* y, const float* x, int64_t n, float s, float t) {
+  const __m256 vs = _mm256_set1_ps(s), vt = _mm256_set1_ps(t);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_fmadd_ps(_mm256_loadu_ps(x + i), vs, vt));
+  for (; i < n; ++i) y[i] = x[i] * s + t;
+}
+
 }  // namespace pia::cpu::avx2
