@@ -35,6 +35,8 @@ function ditherToPalette(rgb: Uint8Array, width: number, height: number, palette
   for (let i = 0; i < rgb.length; i++) err[i] = rgb[i];
   const index = new Uint8Array(width * height);
   const px = [0, 0, 0];
+  // Nearest-colour search scans the whole palette; diffused pixels repeat a lot, so remember answers.
+  const nearest = new Map<number, number>();
   const spread = (x: number, y: number, e: number[], w: number) => {
     if (x < 0 || x >= width || y >= height) return;
     const o = (y * width + x) * 3;
@@ -46,7 +48,12 @@ function ditherToPalette(rgb: Uint8Array, width: number, height: number, palette
     for (let x = 0; x < width; x++) {
       const o = (y * width + x) * 3;
       for (let c = 0; c < 3; c++) px[c] = Math.min(255, Math.max(0, Math.round(err[o + c])));
-      const k = nearestColorIndex(palette, px);
+      const key = (px[0] << 16) | (px[1] << 8) | px[2];
+      let k = nearest.get(key);
+      if (k === undefined) {
+        k = nearestColorIndex(palette, px);
+        nearest.set(key, k);
+      }
       index[y * width + x] = k;
       const e = [err[o] - palette[k][0], err[o + 1] - palette[k][1], err[o + 2] - palette[k][2]];
       spread(x + 1, y, e, 7 / 16);
