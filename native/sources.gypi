@@ -16,6 +16,7 @@
       'native/cpu/gemm.cpp',
       'native/cpu/norm.cpp',
       'native/cpu/simd.cpp',
+      'native/cpu/strided_copy.cpp',
       'native/cuda/cuda_loader.cpp',
       'native/nn/weight_store.cpp',
       'native/nn/resnet.cpp',

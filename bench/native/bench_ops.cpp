@@ -115,6 +115,9 @@ PIA_BENCH(bench_norm_and_elementwise) {
   bench::report("add_ [16, 320, 64, 64]", bench::time_it([&] { cpu().add_(y, x); }));
   Tensor u = rnd({16, 640, 32, 32});
   bench::report("upsample_nearest2x [16, 640, 32, 32]", bench::time_it([&] { cpu().upsample_nearest2x(u); }));
+  Tensor seq = rnd({16, 320, 4096});
+  bench::report("contiguous of permute [16, 320, 4096] -> [16, 4096, 320]",
+                bench::time_it([&] { cpu().contiguous(seq.permute({0, 2, 1})); }));
   Tensor f = rnd({32, 640, 32, 32});
   bench::report("fourier_filter [32, 640, 32, 32] (FreeU skip, 512 px)",
                 bench::time_it([&] { cpu().fourier_filter(f, 1, 0.9f); }));

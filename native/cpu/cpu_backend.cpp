@@ -21,6 +21,11 @@ namespace {
 Tensor f32(const Tensor& t, const char* op, const char* what) {
   if (!t.defined()) bad(op, std::string(what) + " is undefined");
   if (t.device() != Device::CPU) bad(op, std::string(what) + " is not a CPU tensor");
+  if (!t.is_contiguous()) {
+    Tensor c = Tensor::empty(t.shape(), t.dtype());
+    if (t.numel()) cpu::strided_copy(t.raw(), t.shape(), t.strides(), c.raw(), dtype_size(t.dtype()));
+    return c.to(DType::F32);
+  }
   return t.to(DType::F32);
 }
 
@@ -65,7 +70,12 @@ class CpuBackend final : public Backend {
   Tensor from_host(const Tensor& host) override { return f32(host, "from_host", "x").clone(); }
   Tensor to_host(const Tensor& x) override { return f32(x, "to_host", "x"); }
   Tensor zeros(const Shape& shape) override { return Tensor::zeros(shape); }
-  Tensor contiguous(const Tensor& x) override { return x.contiguous(); }
+  Tensor contiguous(const Tensor& x) override {
+    if (!x.defined()) bad("contiguous", "x is undefined");
+    Tensor y = Tensor::empty(x.shape(), x.dtype());
+    if (x.numel()) cpu::strided_copy(x.raw(), x.shape(), x.strides(), y.raw(), dtype_size(x.dtype()));
+    return y;
+  }
 
   Tensor cat(const std::vector<Tensor>& xs, int dim) override {
     if (xs.empty()) bad("cat", "no tensors");

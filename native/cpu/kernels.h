@@ -68,3 +68,9 @@ void binary(BinaryOp op, const float* a, const Shape& sa, const float* b, const 
 // a += alpha · b, b broadcast by strides sb over a's (contiguous) shape.
 void add_inplace(float* a, const Shape& shape, const float* b, const Shape& sb, float alpha);
 }  // namespace pia::cpu
+
+namespace pia::cpu {
+// dst (contiguous, `shape`) = the strided view src (element strides `st`), for 4- or 2-byte
+// elements; transposes (the permutes around attention) are copied in cache-sized tiles.
+void strided_copy(const void* src, const Shape& shape, const Shape& st, void* dst, size_t elem_size);
+}  // namespace pia::cpu

@@ -504,3 +504,30 @@ PIA_TEST(cpu_fourier_filter) {
           be().fourier_filter(x, c.thr, c.scale), c.s, ref, kElemTol);
   }
 }
+
+PIA_TEST(cpu_contiguous_views) {
+  // Against the core's element-by-element Tensor::contiguous(): must be bit-identical.
+  struct C { Shape s; std::vector<int64_t> perm; };
+  const C cases[] = {{{2, 70, 4100}, {0, 2, 1}},  // [B, C, HW] -> [B, HW, C] around attention
+                     {{3, 33, 65}, {0, 2, 1}},     {{2, 5, 3, 37, 41}, {0, 3, 4, 2, 1}},  // frames <-> pixels
+                     {{7, 9}, {1, 0}},             {{4, 1, 6}, {2, 1, 0}},
+                     {{2, 3, 4}, {0, 1, 2}}};
+  for (const C& c : cases) {
+    for (DType dt : {DType::F32, DType::F16}) {
+      Tensor x = randn(c.s).to(dt);
+      Tensor v = x.permute(c.perm);
+      Tensor got = be().contiguous(v), want = v.contiguous();
+      EXPECT(got.shape() == want.shape() && got.dtype() == dt && got.is_contiguous());
+      EXPECT(std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0);
+      // a narrowed view of the permuted one
+      Tensor n = v.narrow(v.dim() - 1, 1, v.size(-1) - 1);
+      Tensor gn = be().contiguous(n), wn = n.contiguous();
+      EXPECT(std::memcmp(gn.raw(), wn.raw(), wn.nbytes()) == 0);
+    }
+  }
+  // Strided inputs to ops that need contiguous ones are copied first.
+  Tensor x = randn({2, 16, 24}), w = randn({5, 16});
+  Tensor a = be().linear(x.permute({0, 2, 1}), w, Tensor());
+  Tensor b = be().linear(x.permute({0, 2, 1}).contiguous(), w, Tensor());
+  EXPECT(std::memcmp(a.raw(), b.raw(), b.nbytes()) == 0);
+}
