@@ -3,7 +3,7 @@
 import { PiaError, abortError, fromNativeError, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
 import type { NativeModelHandle } from '../native/types.js';
-import type { Generator } from '../random/generator.js';
+import { Generator } from '../random/generator.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder } from './model_files.js';
 
@@ -35,8 +35,12 @@ export interface LatentDistribution {
   logvar: Tensor;
   /** exp(0.5 · logvar) */
   std: Tensor;
-  /** `mean + std * randn(mean.shape, generator)` in float32, drawing exactly like diffusers' `sample(generator)`. */
-  sample(generator: Generator): Tensor;
+  /**
+   * `mean + std * randn(mean.shape, generator)` in float32, drawing exactly like diffusers' `sample(generator)`
+   * (a list of generators: one `(1, ...)` draw per batch item, as randn_tensor does; none: a process-wide
+   * generator in torch's default state, standing in for torch's global RNG).
+   */
+  sample(generator?: Generator | Generator[]): Tensor;
   /** `mean` (DiagonalGaussianDistribution.mode()). */
   mode(): Tensor;
 }
@@ -64,14 +68,33 @@ function vaeConfig(raw: Record<string, unknown>): AutoencoderKLConfig {
   return Object.freeze(out) as AutoencoderKLConfig;
 }
 
+let sharedGenerator: Generator | undefined;
+function globalGenerator(): Generator {
+  sharedGenerator ??= new Generator();
+  return sharedGenerator;
+}
+
 function distribution(mean: Tensor, logvar: Tensor, std: Tensor): LatentDistribution {
   return {
     mean,
     logvar,
     std,
-    sample(generator: Generator): Tensor {
+    sample(generator?: Generator | Generator[]): Tensor {
       // randn_tensor(mean.shape, generator) then `self.mean + self.std * sample`: two float32 ops.
-      const noise = generator.randn(mean.shape).data;
+      // A list of generators (one per batch item, or a single-item list) draws like randn_tensor.
+      let noise: Float32Array;
+      const gens = generator === undefined ? [globalGenerator()] : Array.isArray(generator) ? generator : [generator];
+      if (gens.length === 1) {
+        noise = gens[0].randn(mean.shape).data;
+      } else {
+        const batch = mean.shape[0];
+        if (gens.length !== batch) {
+          throw new PiaError('E_INVALID_ARGUMENT', `generator: a list of ${gens.length} generators for a batch of ${batch}`, { option: 'generator' });
+        }
+        noise = new Float32Array(mean.data.length);
+        const item = noise.length / batch;
+        gens.forEach((g, b) => noise.set(g.randn([1, ...mean.shape.slice(1)]).data, b * item));
+      }
       const out = new Float32Array(mean.data.length);
       for (let i = 0; i < out.length; i++) out[i] = Math.fround(mean.data[i] + Math.fround(std.data[i] * noise[i]));
       return { data: out, shape: [...mean.shape] };

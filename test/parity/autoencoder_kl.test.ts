@@ -73,6 +73,8 @@ for (const fam of ['tiny', 'mini-sd'] as const) {
       assertClose(dist.std, golden.get('std'), 'std');
       // latent_dist.sample(torch.Generator().manual_seed(12))
       assertClose(dist.sample(new Generator().manualSeed(12)), golden.get('sample_seeded'), 'sample_seeded');
+      assertClose(dist.sample([new Generator().manualSeed(12)]), golden.get('sample_seeded'), 'sample_seeded (list of one)');
+      assert.throws(() => dist.sample([new Generator(), new Generator()]), { code: 'E_INVALID_ARGUMENT' });
     });
 
     test('decode', async () => {
