@@ -166,6 +166,11 @@ PIA_TEST(cpu_conv2d) {
       {1, 4, 10, 10, 3, 1, Conv2dParams::same(0, 2), true, DType::F32},
       {1, 64, 33, 31, 40, 3, Conv2dParams::same(1), true, DType::F32},
       {1, 320, 16, 16, 64, 3, Conv2dParams::same(1), true, DType::F16},
+      // batches of small images run as one GEMM whose column panels cross image boundaries
+      {3, 8, 16, 16, 13, 3, Conv2dParams::same(1), true, DType::F32},
+      {4, 24, 5, 5, 19, 3, Conv2dParams::same(1), false, DType::F32},
+      {5, 6, 9, 7, 4, 3, Conv2dParams{2, 0, 1, 0, 1}, true, DType::F32},
+      {3, 40, 4, 4, 33, 1, Conv2dParams::same(0), true, DType::F32},
   };
   for (const C& c : cases) {
     Tensor x = randn({c.N, c.Cin, c.H, c.W}), w = randn({c.Cout, c.Cin, c.k, c.k}, 0.2f).to(c.wt), b = randn({c.Cout});
