@@ -2,7 +2,7 @@
 // tiling are switches held here and passed with each call, as diffusers keeps them on the module.
 import { PiaError, abortError, fromNativeError, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
-import type { NativeModelHandle } from '../native/types.js';
+import type { NativeCancelToken, NativeModelHandle } from '../native/types.js';
 import { Generator } from '../random/generator.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder } from './model_files.js';
@@ -66,6 +66,25 @@ function vaeConfig(raw: Record<string, unknown>): AutoencoderKLConfig {
   for (const [k, v] of Object.entries(DEFAULTS)) if (out[k] === undefined || out[k] === null) out[k] = v;
   out.scalingFactor = out.scaling_factor;
   return Object.freeze(out) as AutoencoderKLConfig;
+}
+
+// A native call that an AbortSignal stops between network blocks (the addon polls a cancel token).
+async function cancellable<T>(signal: AbortSignal | undefined, call: (token?: NativeCancelToken) => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  const native = addon().autoencoderKL;
+  const token = signal ? native.cancelToken() : undefined;
+  const onAbort = () => native.cancel(token!);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const out = await call(token);
+    throwIfAborted(signal);
+    return out;
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'E_ABORTED') throw abortError(signal);
+    throw fromNativeError(e);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 let sharedGenerator: Generator | undefined;
@@ -155,13 +174,8 @@ export class AutoencoderKL {
     if (x.shape[1] !== this.config.in_channels) {
       throw new PiaError('E_INVALID_ARGUMENT', `x: expected ${this.config.in_channels} channels, got shape [${x.shape.join(', ')}]`, { option: 'x' });
     }
-    let out;
-    try {
-      out = await addon().autoencoderKL.encode(handle, { data: x.data, shape: x.shape }, this.#slicing, this.#tiling);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    throwIfAborted(options.signal);
+    const input = { data: x.data, shape: x.shape };
+    const out = await cancellable(options.signal, (token) => addon().autoencoderKL.encode(handle, input, this.#slicing, this.#tiling, token));
     return distribution(out.mean, out.logvar, out.std);
   }
 
@@ -173,34 +187,8 @@ export class AutoencoderKL {
     if (z.shape[1] !== this.config.latent_channels) {
       throw new PiaError('E_INVALID_ARGUMENT', `z: expected ${this.config.latent_channels} channels, got shape [${z.shape.join(', ')}]`, { option: 'z' });
     }
-    const native = addon().autoencoderKL;
-    const run = async (t: Tensor): Promise<Tensor> => {
-      try {
-        return await native.decode(handle, { data: t.data, shape: t.shape }, false, this.#tiling);
-      } catch (e) {
-        throw fromNativeError(e);
-      }
-    };
-    const [batch, , h, w] = z.shape;
-    if (!this.#slicing || batch <= 1) {
-      const out = await run(z);
-      throwIfAborted(options.signal);
-      return out;
-    }
-    // enable_slicing(): AutoencoderKL.decode runs _decode on each z.split(1) and concatenates.
-    // One native call per item gives the same numbers and lets a signal stop between frames.
-    const item = z.data.length / batch;
-    let out: Float32Array | undefined;
-    let shape: number[] = [];
-    for (let b = 0; b < batch; b++) {
-      throwIfAborted(options.signal);
-      const y = await run({ data: z.data.subarray(b * item, (b + 1) * item), shape: [1, z.shape[1], h, w] });
-      out ??= new Float32Array(y.data.length * batch);
-      shape = [batch, ...y.shape.slice(1)];
-      out.set(y.data, b * y.data.length);
-    }
-    throwIfAborted(options.signal);
-    return { data: out!, shape };
+    const input = { data: z.data, shape: z.shape };
+    return cancellable(options.signal, (token) => addon().autoencoderKL.decode(handle, input, this.#slicing, this.#tiling, token));
   }
 
   /** diffusers enable_slicing(): encode/decode one batch item at a time. */

@@ -41,12 +41,18 @@ export interface NativeCLIPTextModel {
   dispose(handle: NativeModelHandle): void;
 }
 
+/** A flag a running native call polls; `cancel(token)` makes it stop with code E_ABORTED. */
+export type NativeCancelToken = object & { readonly __nativeCancel?: never };
+
 export interface NativeAutoencoderKL {
   load(configJson: string, weightPaths: string[]): Promise<NativeModelHandle>;
-  encode(handle: NativeModelHandle, x: NativeTensor, slicing: boolean, tiling: boolean):
+  encode(handle: NativeModelHandle, x: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
     Promise<{ mean: NativeTensor; logvar: NativeTensor; std: NativeTensor }>;
-  decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean): Promise<NativeTensor>;
+  decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
+    Promise<NativeTensor>;
   dispose(handle: NativeModelHandle): void;
+  cancelToken(): NativeCancelToken;
+  cancel(token: NativeCancelToken): void;
 }
 
 export interface NativeFreeU {

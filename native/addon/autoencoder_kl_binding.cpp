@@ -43,9 +43,10 @@ struct Call {
   std::shared_ptr<const AutoencoderKL> model;
   Tensor x;
   bool slicing = false, tiling = false;
+  CancelFlag cancel;
 };
 
-// (handle, x: Tensor, slicing: boolean, tiling: boolean)
+// (handle, x: Tensor, slicing: boolean, tiling: boolean, cancelToken?)
 Call unpack(const Napi::CallbackInfo& info, const char* what) {
   Napi::Env env = info.Env();
   if (info.Length() < 4 || !info[2].IsBoolean() || !info[3].IsBoolean()) {
@@ -56,6 +57,7 @@ Call unpack(const Napi::CallbackInfo& info, const char* what) {
   c.x = tensor_from_js(env, info[1], what);
   c.slicing = info[2].As<Napi::Boolean>().Value();
   c.tiling = info[3].As<Napi::Boolean>().Value();
+  c.cancel = info.Length() > 4 ? cancel_flag(env, info[4]) : nullptr;
   return c;
 }
 
@@ -65,7 +67,7 @@ Napi::Value Encode(const Napi::CallbackInfo& info) {
     auto call = std::make_shared<Call>(unpack(info, "autoencoderKL.encode"));
     auto out = std::make_shared<LatentDistribution>();
     return run_async(
-        env, [call, out] { *out = call->model->encode(call->x, call->slicing, call->tiling); },
+        env, [call, out] { *out = call->model->encode(call->x, call->slicing, call->tiling, call->cancel.get()); },
         [out](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("mean", tensor_to_js(e, out->mean));
@@ -82,7 +84,7 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
     auto call = std::make_shared<Call>(unpack(info, "autoencoderKL.decode"));
     auto out = std::make_shared<Tensor>();
     return run_async(
-        env, [call, out] { *out = call->model->decode(call->x, call->slicing, call->tiling); },
+        env, [call, out] { *out = call->model->decode(call->x, call->slicing, call->tiling, call->cancel.get()); },
         [out](Napi::Env e) -> Napi::Value { return tensor_to_js(e, *out); });
   });
 }
@@ -104,6 +106,8 @@ void register_autoencoder_kl(Napi::Env env, Napi::Object exports) {
   o.Set("encode", Napi::Function::New(env, Encode, "encode"));
   o.Set("decode", Napi::Function::New(env, Decode, "decode"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("cancelToken", Napi::Function::New(env, make_cancel_token, "cancelToken"));
+  o.Set("cancel", Napi::Function::New(env, cancel_token, "cancel"));
   exports.Set("autoencoderKL", o);
 }
 

@@ -4,6 +4,7 @@
 // Loading (config parse, weight mapping, model construction) runs off the JS thread.
 #include <napi.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,36 @@ std::shared_ptr<const Model> live_model(Napi::Env env, const Napi::Value& v, con
   auto& h = model_handle<Model>(env, v, tag, what);
   if (!h.model) throw make_js_error(env, ErrorInfo{"E_INVALID_ARGUMENT", std::string(what) + ": the model was disposed", {}, {}});
   return h.model;
+}
+
+// Cancellation of a long call: JS makes a token, passes it with the call and sets it from an
+// AbortSignal's listener; the network polls the flag between blocks and throws E_ABORTED.
+using CancelFlag = std::shared_ptr<std::atomic<bool>>;
+inline const napi_type_tag kCancelTag = {0x5a1c9e27d3f04b86ull, 0x8b3f6d0a2c7e9145ull};
+
+inline Napi::Value make_cancel_token(const Napi::CallbackInfo& info) {
+  auto* flag = new CancelFlag(std::make_shared<std::atomic<bool>>(false));
+  auto ext = Napi::External<CancelFlag>::New(info.Env(), flag, [](Napi::Env, CancelFlag* p) { delete p; });
+  ext.TypeTag(&kCancelTag);
+  return ext;
+}
+
+// The flag of an optional token argument (null/undefined: none).
+inline CancelFlag cancel_flag(Napi::Env env, const Napi::Value& v) {
+  if (v.IsUndefined() || v.IsNull()) return nullptr;
+  if (!v.IsExternal() || !v.As<Napi::External<CancelFlag>>().CheckTypeTag(&kCancelTag)) {
+    throw type_error(env, "not a cancel token");
+  }
+  return *v.As<Napi::External<CancelFlag>>().Data();
+}
+
+inline Napi::Value cancel_token(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "cancel(token)");
+    cancel_flag(env, info[0])->store(true);
+    return env.Undefined();
+  });
 }
 
 // (configJson: string, weightPaths: string[]) as the load functions take them.

@@ -120,6 +120,10 @@ AutoencoderKLConfig AutoencoderKLConfig::from_json(const JsonValue& j) {
   return c;
 }
 
+static void check_cancel(const std::atomic<bool>* cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) throw_error("E_ABORTED", "vae: the call was cancelled");
+}
+
 int64_t AutoencoderKL::tile_latent_min_size() const {
   // int(sample_size / (2 ** (len(block_out_channels) - 1)))
   return int64_t(double(config_.sample_size) / double(config_.scale_factor()));
@@ -244,26 +248,35 @@ AutoencoderKL::AutoencoderKL(const AutoencoderKLConfig& config, WeightStore& w, 
 
 // --- networks --------------------------------------------------------------------------------------
 
-Tensor AutoencoderKL::encoder(const Tensor& x) const {
+Tensor AutoencoderKL::encoder(const Tensor& x, Cancel cancel) const {
   Backend& be = *be_;
   Tensor h = enc_conv_in_(be, x);
   for (const Block& b : down_blocks_) {
-    for (const ResnetBlock2D& r : b.resnets) h = r(be, h);
+    for (const ResnetBlock2D& r : b.resnets) {
+      check_cancel(cancel);
+      h = r(be, h);
+    }
     if (b.has_downsample) h = b.downsample(be, h);
   }
+  check_cancel(cancel);
   h = enc_mid_(be, h);
   h = enc_norm_out_(be, h, Activation::SiLU);  // conv_norm_out, conv_act (always SiLU in vae.Encoder)
   return enc_conv_out_(be, h);
 }
 
-Tensor AutoencoderKL::decoder(const Tensor& z) const {
+Tensor AutoencoderKL::decoder(const Tensor& z, Cancel cancel) const {
   Backend& be = *be_;
+  check_cancel(cancel);
   Tensor h = dec_conv_in_(be, z);
   h = dec_mid_(be, h);
   for (const Block& b : up_blocks_) {
-    for (const ResnetBlock2D& r : b.resnets) h = r(be, h);
+    for (const ResnetBlock2D& r : b.resnets) {
+      check_cancel(cancel);
+      h = r(be, h);
+    }
     if (b.has_upsample) h = b.upsample(be, h);
   }
+  check_cancel(cancel);
   h = dec_norm_out_(be, h, Activation::SiLU);
   return dec_conv_out_(be, h);
 }
@@ -337,7 +350,7 @@ void check_tiling_config(const AutoencoderKLConfig& c, int64_t overlap_size) {
 }
 }  // namespace
 
-Tensor AutoencoderKL::tiled_encode(const Tensor& x) const {
+Tensor AutoencoderKL::tiled_encode(const Tensor& x, Cancel cancel) const {
   Backend& be = *be_;
   const int64_t tile = tile_sample_min_size(), latent_tile = tile_latent_min_size();
   const int64_t overlap_size = int64_t(double(tile) * (1 - 0.25));
@@ -349,7 +362,7 @@ Tensor AutoencoderKL::tiled_encode(const Tensor& x) const {
     std::vector<Tensor> row;
     for (int64_t j = 0; j < x.size(3); j += overlap_size) {
       Tensor t = x.narrow(2, i, std::min(tile, x.size(2) - i)).narrow(3, j, std::min(tile, x.size(3) - j));
-      Tensor h = encoder(be.from_host(t.contiguous()));
+      Tensor h = encoder(be.from_host(t.contiguous()), cancel);
       if (config_.use_quant_conv) h = quant_conv_(be, h);
       row.push_back(h);
     }
@@ -358,7 +371,7 @@ Tensor AutoencoderKL::tiled_encode(const Tensor& x) const {
   return merge_tiles(rows, blend_extent, row_limit);
 }
 
-Tensor AutoencoderKL::tiled_decode(const Tensor& z) const {
+Tensor AutoencoderKL::tiled_decode(const Tensor& z, Cancel cancel) const {
   Backend& be = *be_;
   const int64_t tile = tile_sample_min_size(), latent_tile = tile_latent_min_size();
   const int64_t overlap_size = int64_t(double(latent_tile) * (1 - 0.25));
@@ -372,7 +385,7 @@ Tensor AutoencoderKL::tiled_decode(const Tensor& z) const {
       Tensor t = z.narrow(2, i, std::min(latent_tile, z.size(2) - i)).narrow(3, j, std::min(latent_tile, z.size(3) - j));
       Tensor h = be.from_host(t.contiguous());
       if (config_.use_post_quant_conv) h = post_quant_conv_(be, h);
-      row.push_back(decoder(h));
+      row.push_back(decoder(h, cancel));
     }
     rows.push_back(std::move(row));
   }
@@ -381,27 +394,27 @@ Tensor AutoencoderKL::tiled_decode(const Tensor& z) const {
 
 // --- public entry points ---------------------------------------------------------------------------
 
-Tensor AutoencoderKL::encode_moments(const Tensor& x, bool slicing, bool tiling) const {
+Tensor AutoencoderKL::encode_moments(const Tensor& x, bool slicing, bool tiling, Cancel cancel) const {
   Backend& be = *be_;
   const int64_t tile = tile_sample_min_size();
-  if (tiling && (x.size(3) > tile || x.size(2) > tile)) return tiled_encode(x);
+  if (tiling && (x.size(3) > tile || x.size(2) > tile)) return tiled_encode(x, cancel);
   Tensor h;
   if (slicing && x.size(0) > 1) {
     std::vector<Tensor> slices;
-    for (int64_t b = 0; b < x.size(0); ++b) slices.push_back(encoder(be.from_host(x.narrow(0, b, 1).contiguous())));
+    for (int64_t b = 0; b < x.size(0); ++b) slices.push_back(encoder(be.from_host(x.narrow(0, b, 1).contiguous()), cancel));
     h = be.cat(slices, 0);
   } else {
-    h = encoder(be.from_host(x));
+    h = encoder(be.from_host(x), cancel);
   }
   return config_.use_quant_conv ? quant_conv_(be, h) : h;
 }
 
-LatentDistribution AutoencoderKL::encode(const Tensor& x, bool slicing, bool tiling) const {
+LatentDistribution AutoencoderKL::encode(const Tensor& x, bool slicing, bool tiling, const std::atomic<bool>* cancel) const {
   if (x.dim() != 4 || x.size(1) != config_.in_channels || x.size(0) < 1 || x.size(2) < 1 || x.size(3) < 1) {
     throw_error("E_INVALID_ARGUMENT", "vae.encode: expected an image batch [B, " + std::to_string(config_.in_channels) +
                                           ", H, W], got " + shape_str(x.shape()));
   }
-  Tensor moments = be_->to_host(encode_moments(x.contiguous(), slicing, tiling)).contiguous();
+  Tensor moments = be_->to_host(encode_moments(x.contiguous(), slicing, tiling, cancel)).contiguous();
   // DiagonalGaussianDistribution: torch.chunk(moments, 2, dim=1), clamp, exp(0.5 * logvar).
   const int64_t B = moments.size(0), L = config_.latent_channels, hw = moments.size(2) * moments.size(3);
   LatentDistribution d;
@@ -417,16 +430,16 @@ LatentDistribution AutoencoderKL::encode(const Tensor& x, bool slicing, bool til
   return d;
 }
 
-Tensor AutoencoderKL::decode_one(const Tensor& z, bool tiling) const {
+Tensor AutoencoderKL::decode_one(const Tensor& z, bool tiling, Cancel cancel) const {
   Backend& be = *be_;
   const int64_t latent_tile = tile_latent_min_size();
-  if (tiling && (z.size(3) > latent_tile || z.size(2) > latent_tile)) return tiled_decode(z);
+  if (tiling && (z.size(3) > latent_tile || z.size(2) > latent_tile)) return tiled_decode(z, cancel);
   Tensor h = be.from_host(z);
   if (config_.use_post_quant_conv) h = post_quant_conv_(be, h);
-  return decoder(h);
+  return decoder(h, cancel);
 }
 
-Tensor AutoencoderKL::decode(const Tensor& z, bool slicing, bool tiling) const {
+Tensor AutoencoderKL::decode(const Tensor& z, bool slicing, bool tiling, const std::atomic<bool>* cancel) const {
   Backend& be = *be_;
   if (z.dim() != 4 || z.size(1) != config_.latent_channels || z.size(0) < 1 || z.size(2) < 1 || z.size(3) < 1) {
     throw_error("E_INVALID_ARGUMENT", "vae.decode: expected latents [B, " + std::to_string(config_.latent_channels) +
@@ -435,10 +448,10 @@ Tensor AutoencoderKL::decode(const Tensor& z, bool slicing, bool tiling) const {
   const Tensor zc = z.contiguous();
   if (slicing && zc.size(0) > 1) {
     std::vector<Tensor> slices;
-    for (int64_t b = 0; b < zc.size(0); ++b) slices.push_back(decode_one(zc.narrow(0, b, 1).contiguous(), tiling));
+    for (int64_t b = 0; b < zc.size(0); ++b) slices.push_back(decode_one(zc.narrow(0, b, 1).contiguous(), tiling, cancel));
     return be.to_host(be.cat(slices, 0));
   }
-  return be.to_host(decode_one(zc, tiling));
+  return be.to_host(decode_one(zc, tiling, cancel));
 }
 
 }  // namespace pia::nn

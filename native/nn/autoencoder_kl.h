@@ -2,6 +2,7 @@
 // diffusers' AutoencoderKL (models/autoencoders/autoencoder_kl.py and vae.py, v0.26.3): Encoder
 // (DownEncoderBlock2D ×N, UNetMidBlock2D with attention) + quant_conv, post_quant_conv + Decoder
 // (UNetMidBlock2D, UpDecoderBlock2D ×N), with diffusers' slicing and tiling.
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -51,9 +52,10 @@ class AutoencoderKL {
 
   // x: host float32 [B, in_channels, H, W] in [-1, 1]. `slicing`/`tiling` as enable_slicing() /
   // enable_tiling() (tiling applies only when the input exceeds the tile size, as in diffusers).
-  LatentDistribution encode(const Tensor& x, bool slicing, bool tiling) const;
+  // When `cancel` becomes true (from any thread) the call stops at the next block with E_ABORTED.
+  LatentDistribution encode(const Tensor& x, bool slicing, bool tiling, const std::atomic<bool>* cancel = nullptr) const;
   // z: host float32 [B, latent_channels, h, w] (no scaling factor applied) -> [B, out_channels, H, W].
-  Tensor decode(const Tensor& z, bool slicing, bool tiling) const;
+  Tensor decode(const Tensor& z, bool slicing, bool tiling, const std::atomic<bool>* cancel = nullptr) const;
 
   const AutoencoderKLConfig& config() const { return config_; }
   int64_t tile_sample_min_size() const { return config_.sample_size; }
@@ -74,12 +76,13 @@ class AutoencoderKL {
     Upsample2D upsample;
   };
 
-  Tensor encoder(const Tensor& x) const;        // device tensors in and out
-  Tensor decoder(const Tensor& z) const;
-  Tensor encode_moments(const Tensor& x_host, bool slicing, bool tiling) const;  // device moments
-  Tensor decode_one(const Tensor& z_host, bool tiling) const;                    // diffusers' _decode
-  Tensor tiled_encode(const Tensor& x_host) const;
-  Tensor tiled_decode(const Tensor& z_host) const;
+  using Cancel = const std::atomic<bool>*;
+  Tensor encoder(const Tensor& x, Cancel cancel) const;  // device tensors in and out
+  Tensor decoder(const Tensor& z, Cancel cancel) const;
+  Tensor encode_moments(const Tensor& x_host, bool slicing, bool tiling, Cancel cancel) const;  // device moments
+  Tensor decode_one(const Tensor& z_host, bool tiling, Cancel cancel) const;                    // diffusers' _decode
+  Tensor tiled_encode(const Tensor& x_host, Cancel cancel) const;
+  Tensor tiled_decode(const Tensor& z_host, Cancel cancel) const;
   Tensor blend_v(const Tensor& a, const Tensor& b, int64_t extent) const;
   Tensor blend_h(const Tensor& a, const Tensor& b, int64_t extent) const;
   Tensor merge_tiles(std::vector<std::vector<Tensor>>& rows, int64_t blend_extent, int64_t row_limit) const;

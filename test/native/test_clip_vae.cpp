@@ -4,6 +4,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -124,6 +125,18 @@ PIA_TEST(autoencoder_kl_matches_diffusers) {
       expect_close(tag + "tiled_encode_mean", t.mean, tiled->tensor("tiled_encode_mean"));
       expect_close(tag + "tiled_decode_output", vae->decode(tiled->tensor("decode_input").to(DType::F32), false, true),
                    tiled->tensor("tiled_decode_output"));
+      // A set cancel flag stops encode and decode with E_ABORTED.
+      std::atomic<bool> cancel{true};
+      for (int which = 0; which < 2; ++which) {
+        bool aborted = false;
+        try {
+          if (which == 0) vae->encode(golden->tensor("image").to(DType::F32), false, false, &cancel);
+          else vae->decode(golden->tensor("decode_input").to(DType::F32), true, true, &cancel);
+        } catch (const PiaException& e) {
+          aborted = e.code() == "E_ABORTED";
+        }
+        EXPECT(aborted);
+      }
     }
   }
 }

@@ -91,14 +91,23 @@ for (const fam of ['tiny', 'mini-sd'] as const) {
       vae.enableSlicing();
       try {
         assertClose(await vae.decode(z), tiled.get('sliced_decode_output'), 'sliced_decode_output');
-        // Sliced decoding stops between items once the signal fires.
-        const ac = new AbortController();
-        const pending = vae.decode(z, { signal: ac.signal });
-        ac.abort();
-        await assert.rejects(pending, { name: 'AbortError' });
       } finally {
         vae.disableSlicing();
       }
+      // A signal stops a running call between blocks (the native side polls a cancel token).
+      for (const slicing of [false, true]) {
+        if (slicing) vae.enableSlicing();
+        try {
+          const ac = new AbortController();
+          const pending = vae.decode(z, { signal: ac.signal });
+          ac.abort();
+          await assert.rejects(pending, { name: 'AbortError' });
+        } finally {
+          vae.disableSlicing();
+        }
+      }
+      const aborted = AbortSignal.abort();
+      await assert.rejects(vae.encode(x, { signal: aborted }), { name: 'AbortError' });
     });
 
     test('tiled encode and decode (diffusers tiled_encode / tiled_decode)', async () => {
