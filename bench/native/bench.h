@@ -23,7 +23,12 @@ struct Register {
 // has passed or 50 calls were made; the fastest call counts (least disturbed by other load).
 double time_it(const std::function<void()>& fn);
 
-// One result line: `what`, milliseconds per call, and GFLOP/s when flops > 0.
+// Process CPU seconds (all threads) of the call time_it last counted: on a shared machine wall
+// time includes time other processes had the cores, CPU time does not.
+double last_cpu_seconds();
+
+// One result line: `what`, milliseconds per call, and when flops > 0 GFLOP/s over wall time and
+// GFLOP per CPU-second (per busy core: robust against other load on the machine).
 void report(const std::string& what, double seconds, double flops = 0);
 
 }  // namespace pia::bench

@@ -78,15 +78,14 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
   const int64_t P = Ho * Wo;
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
                          p.pad_bottom == 0 && p.pad_right == 0;
+  GemmEpilogue ep;
+  ep.row_bias = bias;
   if (N > 1 && P <= 1024) {
     // Small images (the UNet's 8×8 and 16×16 levels): one GEMM over the whole batch, so the
     // weights are packed once rather than once per image, into [Cout, N·P], then scattered to NCHW.
     Scratch& tmp = batch_scratch();
     float* c = tmp.get(size_t(Cout * N * P));
-    parallel_for(0, Cout, 16, [&](int64_t b, int64_t e) {
-      for (int64_t co = b; co < e; ++co) std::fill(c + co * N * P, c + (co + 1) * N * P, bias ? bias[co] : 0.f);
-    });
-    gemm_implicit_b(Cout, N * P, K, w, K, Im2colPanels{x, Cin, H, W, kh, kw, Wo, P, N, p}, c, N * P, true);
+    gemm_implicit_b(Cout, N * P, K, w, K, Im2colPanels{x, Cin, H, W, kh, kw, Wo, P, N, p}, c, N * P, false, ep);
     parallel_for(0, N * Cout, 16, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t n = t / Cout, co = t % Cout;
@@ -98,15 +97,10 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
   for (int64_t n = 0; n < N; ++n) {
     const float* xn = x + n * Cin * H * W;
     float* yn = y + n * Cout * P;
-    if (bias) {
-      parallel_for(0, Cout, 16, [&](int64_t b, int64_t e) {
-        for (int64_t co = b; co < e; ++co) std::fill(yn + co * P, yn + (co + 1) * P, bias[co]);
-      });
-    }
     if (pointwise) {
-      gemm(Cout, P, K, w, K, xn, P, false, yn, P, bias != nullptr);
+      gemm(Cout, P, K, w, K, xn, P, false, yn, P, false, ep);
     } else {
-      gemm_implicit_b(Cout, P, K, w, K, Im2colPanels{xn, Cin, H, W, kh, kw, Wo, P, 1, p}, yn, P, bias != nullptr);
+      gemm_implicit_b(Cout, P, K, w, K, Im2colPanels{xn, Cin, H, W, kh, kw, Wo, P, 1, p}, yn, P, false, ep);
     }
   }
 }

@@ -126,14 +126,10 @@ class CpuBackend final : public Backend {
     Shape ys = x.shape();
     ys.back() = out;
     Tensor y = Tensor::empty(ys);
-    float* yp = y.data<float>();
-    if (b.defined()) {
-      parallel_for(0, rows, 64, [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) std::copy(b.data<float>(), b.data<float>() + out, yp + r * out);
-      });
-    }
-    cpu::gemm(rows, out, in, x.data<float>(), in, w.data<float>(), in, true, yp, out, b.defined());
-    cpu::activation_inplace(yp, y.numel(), act);
+    cpu::GemmEpilogue ep;
+    ep.col_bias = opt_ptr(b);
+    ep.act = act;
+    cpu::gemm(rows, out, in, x.data<float>(), in, w.data<float>(), in, true, y.data<float>(), out, false, ep);
     return y;
   }
 

@@ -41,6 +41,20 @@ void pack_b_panel(const float* B, int64_t ldb, bool trans_b, int64_t k0, int64_t
   }
 }
 
+// Tile rows [i0, i0+ni) × cols [j0, j0+nj) of C at c.
+void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, int64_t ni, int64_t j0, int64_t nj) {
+  for (int64_t i = 0; i < ni; ++i) {
+    float* row = c + i * ldc;
+    const float rb = ep.row_bias ? ep.row_bias[i0 + i] : 0.f;
+    if (ep.col_bias) {
+      for (int64_t j = 0; j < nj; ++j) row[j] += rb + ep.col_bias[j0 + j];
+    } else if (ep.row_bias) {
+      for (int64_t j = 0; j < nj; ++j) row[j] += rb;
+    }
+    activation_inplace_serial(row, nj, ep.act);
+  }
+}
+
 void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
   for (int64_t r = 0; r < mc; r += kMR) {
     const int64_t ni = std::min(kMR, mc - r);
@@ -57,19 +71,22 @@ void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k
 }  // namespace
 
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
-          float* C, int64_t ldc, bool accumulate) {
+          float* C, int64_t ldc, bool accumulate, const GemmEpilogue& ep) {
   gemm_implicit_b(
       M, N, K, A, lda,
       [&](int64_t k0, int64_t kc, int64_t j0, float* dst) { pack_b_panel(B, ldb, trans_b, k0, kc, j0, N, dst); }, C,
-      ldc, accumulate);
+      ldc, accumulate, ep);
 }
 
 void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
-                     int64_t ldc, bool accumulate) {
+                     int64_t ldc, bool accumulate, const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
+  const bool has_ep = ep.row_bias || ep.col_bias || ep.act != Activation::None;
   if (K <= 0) {
-    if (!accumulate)
-      for (int64_t i = 0; i < M; ++i) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+    for (int64_t i = 0; i < M; ++i) {
+      if (!accumulate) std::fill(C + i * ldc, C + i * ldc + N, 0.f);
+      if (has_ep) apply_epilogue(ep, C + i * ldc, ldc, i, 1, 0, N);
+    }
     return;
   }
   const MicroKernel uk = micro_kernel();
@@ -90,6 +107,7 @@ void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
         for (int64_t p = b; p < e; ++p) pack_b(pc, kc, jc + p * kNR, bp + p * kc * kNR);
       });
       const bool acc = accumulate || pc > 0;
+      const bool finish = has_ep && pc + kc >= K;
       parallel_for(0, mblocks * nchunks, 1, [&](int64_t tb, int64_t te) {
         thread_local Scratch abuf;
         float* ap = abuf.get(size_t(MC * KC));
@@ -110,12 +128,14 @@ void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
               float* c = C + (ic + r) * ldc + j;
               if (ni == kMR && nj == kNR) {
                 uk(kc, ap + r * kc, bpan, c, ldc, acc);
+                if (finish) apply_epilogue(ep, c, ldc, ic + r, kMR, j, kNR);
                 continue;
               }
               if (acc)
                 for (int64_t i = 0; i < ni; ++i) std::memcpy(tile + i * kNR, c + i * ldc, size_t(nj) * sizeof(float));
               uk(kc, ap + r * kc, bpan, tile, kNR, acc);
               for (int64_t i = 0; i < ni; ++i) std::memcpy(c + i * ldc, tile + i * kNR, size_t(nj) * sizeof(float));
+              if (finish) apply_epilogue(ep, c, ldc, ic + r, ni, j, nj);
             }
           }
         }

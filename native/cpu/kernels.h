@@ -9,17 +9,25 @@
 
 namespace pia::cpu {
 
-// C[M,N] (row stride ldc) = A[M,K] (lda) · op(B)  (+= when accumulate)
+// Applied to each finished tile of C while it is in cache: + row_bias[i] (conv: per output
+// channel) + col_bias[j] (linear: per output feature), then act.
+struct GemmEpilogue {
+  const float* row_bias = nullptr;
+  const float* col_bias = nullptr;
+  Activation act = Activation::None;
+};
+
+// C[M,N] (row stride ldc) = A[M,K] (lda) · op(B)  (+= when accumulate), then the epilogue
 // op(B) = B [K,N] (ldb), or Bᵀ with B stored [N,K] (ldb) when trans_b.
 // Multi-threaded over the global pool; runs inline when called from inside a worker.
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
-          float* C, int64_t ldc, bool accumulate);
+          float* C, int64_t ldc, bool accumulate, const GemmEpilogue& ep = {});
 // The same with B never materialised (implicit GEMM): pack_b(k0, kc, j0, dst) writes rows
 // [k0, k0+kc) of columns [j0, j0+kGemmNR) of B into dst[kc][kGemmNR], zeros past column N.
 constexpr int64_t kGemmNR = 16;
 using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, float* dst)>;
 void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
-                     int64_t ldc, bool accumulate);
+                     int64_t ldc, bool accumulate, const GemmEpilogue& ep = {});
 
 // torch.nn.Conv2d (groups=1, dilation=1). x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] or null.
 void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,
