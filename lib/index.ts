@@ -11,5 +11,23 @@ export {
   type SafetensorsDtype,
   type SaveableTensor,
 } from './io/safetensors.js';
+export * from './io/index.js';
 export { Generator } from './random/index.js';
+export { CLIPTokenizer } from './tokenizers/clip_tokenizer.js';
+export { CLIPTextModel, type CLIPTextConfig, type CLIPTextModelOutput } from './models/clip_text_model.js';
+export { AutoencoderKL, type AutoencoderKLConfig, type LatentDistribution } from './models/autoencoder_kl.js';
+export { MotionAdapter, type MotionAdapterConfig } from './models/motion_adapter.js';
+export { UNet2DConditionModel } from './models/unet_2d_condition_model.js';
+export { UNetMotionModel, type UNetMotionConfig, type FreeUOptions } from './models/unet_motion_model.js';
+export * from './schedulers/index.js';
+export {
+  PIAPipeline,
+  type PIAGenerateOptions,
+  type PIAPipelineOutput,
+  type PIAFromPretrainedOptions,
+  type EncodePromptOptions,
+  type ProgressInfo,
+} from './pipelines/pia.js';
+export { RANGE_LIST, prepareMaskCoefByStatistics } from './pipelines/mask_coef.js';
+export { type FreeInitOptions, type FreeInitMethod } from './freeinit.js';
 export { version } from './version.js';

@@ -2,52 +2,130 @@
 // The `pia` command. Exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted.
 import { parseArgs } from 'node:util';
 import { PiaError } from '../errors.js';
+import { animate, checkPrompt, SCHEDULER_NAMES, UsageError } from './animate.js';
 import { doctorReport, formatDoctor } from './doctor.js';
 import { version } from '../version.js';
 
 const USAGE = `usage: pia <command> [options]
 
 commands:
+  animate <image> --prompt "..." -o out.gif|out.webp|out.mp4|frames/
+                   animate a still image (without --model: the bundled demo model, noise only)
   doctor           what this machine can run (CPU features, CUDA status)
 
-options:
+animate options:
+  --prompt, -p TEXT          what the animation shows
+  --negative-prompt, -n TEXT what it should not show
+  --model DIR                diffusers pipeline folder of an SD-1.5 model
+  --adapter DIR              PIA motion adapter folder
+  --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
+  --steps N                  denoising steps (default 50)
+  --guidance G               classifier-free guidance scale (default 7.5)
+  --frames N                 frames (default 16)
+  --size WxH                 output size, multiples of 8 (default: the model's)
+  --motion-scale 0-8         0-2 small..large motion, 3-5 looping, 6-8 style transfer (default 0)
+  --strength S               0..1, how far from the image to start (default 1)
+  --seed N                   random seed (same seed, same video)
+  --free-init[=ITERS]        FreeInit noise re-initialisation (default 3 iterations)
+  --free-u[=s1,s2,b1,b2]     FreeU (default: the SD 1.5 values)
+  --clip-skip N              use the text encoder's hidden state N layers before the last
+  --fps N                    frames per second of the output (default 8)
+  -o, --output PATH          .gif, .webp, .mp4 (needs ffmpeg) or a folder/ for PNG frames
+
+common options:
   --json           machine-readable output
+  -q, --quiet      no progress output
   -h, --help       this help
-  -v, --version    print the version`;
+  -v, --version    print the version
 
-class UsageError extends Error {}
+exit codes: 0 ok, 1 failure, 2 usage error, 130 interrupted`;
 
-function run(argv: string[]): number {
+// parseArgs has no optional values: a bare --free-init / --free-u becomes --x= (empty value).
+function normaliseOptionalValues(argv: string[]): string[] {
+  return argv.map((a) => (a === '--free-init' || a === '--free-u' ? `${a}=` : a));
+}
+
+async function run(argv: string[], signal: AbortSignal): Promise<number> {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: normaliseOptionalValues(argv),
       allowPositionals: true,
       strict: true,
       options: {
         json: { type: 'boolean', default: false },
+        quiet: { type: 'boolean', short: 'q', default: false },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false },
+        prompt: { type: 'string', short: 'p' },
+        'negative-prompt': { type: 'string', short: 'n' },
+        model: { type: 'string' },
+        adapter: { type: 'string' },
+        scheduler: { type: 'string' },
+        steps: { type: 'string' },
+        guidance: { type: 'string' },
+        frames: { type: 'string' },
+        size: { type: 'string' },
+        'motion-scale': { type: 'string' },
+        strength: { type: 'string' },
+        seed: { type: 'string' },
+        'free-init': { type: 'string' },
+        'free-u': { type: 'string' },
+        'clip-skip': { type: 'string' },
+        fps: { type: 'string' },
+        output: { type: 'string', short: 'o' },
       },
     });
   } catch (e) {
     throw new UsageError((e as Error).message);
   }
-  const { values, positionals } = parsed;
-  if (values.version) {
+  const { values: v, positionals } = parsed;
+  if (v.version) {
     console.log(version);
     return 0;
   }
   const [command, ...rest] = positionals;
-  if (values.help || command === undefined || command === 'help') {
+  if (v.help || command === undefined || command === 'help') {
     console.log(USAGE);
-    return command === undefined && !values.help ? 2 : 0;
+    return command === undefined && !v.help ? 2 : 0;
   }
   switch (command) {
     case 'doctor': {
       if (rest.length) throw new UsageError(`doctor takes no arguments (got ${rest.join(' ')})`);
       const report = doctorReport();
-      console.log(values.json ? JSON.stringify(report, null, 2) : formatDoctor(report));
+      console.log(v.json ? JSON.stringify(report, null, 2) : formatDoctor(report));
+      return 0;
+    }
+    case 'animate': {
+      if (rest.length !== 1) throw new UsageError('animate takes exactly one image path');
+      if (!v.output) throw new UsageError('animate needs -o out.gif|out.webp|out.mp4|folder/');
+      const result = await animate(
+        {
+          image: rest[0],
+          prompt: checkPrompt(v.prompt),
+          negativePrompt: v['negative-prompt'],
+          model: v.model,
+          adapter: v.adapter,
+          scheduler: v.scheduler,
+          steps: v.steps,
+          guidance: v.guidance,
+          frames: v.frames,
+          size: v.size,
+          motionScale: v['motion-scale'],
+          strength: v.strength,
+          seed: v.seed,
+          freeInit: v['free-init'],
+          freeU: v['free-u'],
+          clipSkip: v['clip-skip'],
+          fps: v.fps,
+          output: v.output,
+          json: v.json,
+          quiet: v.quiet,
+        },
+        signal,
+      );
+      if (v.json) console.log(JSON.stringify({ ok: true, ...result }));
+      else if (!v.quiet) console.error(`wrote ${result.output} (${result.frames} frames, ${result.width}x${result.height})`);
       return 0;
     }
     default:
@@ -55,15 +133,30 @@ function run(argv: string[]): number {
   }
 }
 
+const controller = new AbortController();
+let interrupted = false;
+process.once('SIGINT', () => {
+  interrupted = true;
+  controller.abort();
+});
+
 try {
-  process.exitCode = run(process.argv.slice(2));
+  process.exitCode = await run(process.argv.slice(2), controller.signal);
 } catch (e) {
+  const json = process.argv.includes('--json');
+  let code = 1;
+  let message: string;
   if (e instanceof UsageError) {
-    console.error(`pia: ${e.message}\n\n${USAGE}`);
-    process.exitCode = 2;
+    code = 2;
+    message = `${e.message}\n\n${USAGE}`;
+  } else if (interrupted || (e instanceof DOMException && e.name === 'AbortError')) {
+    code = 130;
+    message = 'interrupted';
   } else {
     const err = e as Error;
-    console.error(`pia: ${err instanceof PiaError ? `${err.code}: ` : ''}${err.message}`);
-    process.exitCode = 1;
+    message = `${err instanceof PiaError ? `${err.code}: ` : ''}${err.message}`;
   }
+  if (json) console.log(JSON.stringify({ ok: false, code: e instanceof PiaError ? e.code : code === 2 ? 'USAGE' : code === 130 ? 'INTERRUPTED' : 'ERROR', message: (e as Error).message }));
+  console.error(`pia: ${message}`);
+  process.exitCode = code;
 }

@@ -34,7 +34,7 @@ export interface VaeLike {
 }
 
 export interface UNetLike {
-  readonly config: { sample_size?: number; [key: string]: unknown };
+  readonly config: { readonly sample_size?: number | null };
   forward(
     sample: Tensor,
     timestep: number,

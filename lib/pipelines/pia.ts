@@ -1,0 +1,459 @@
+// PIAPipeline: diffusers v0.26.3 pipelines/pia/pipeline_pia.py, step for step, so that the same
+// weights, seed and options give the same video. Numbered comments follow diffusers' __call__.
+import { randomBytes } from 'node:crypto';
+import { PiaError, invalidArgument, throwIfAborted } from '../errors.js';
+import { freeInitFilter, freqMix3d, resolveFreeInit, type FreeInitOptions, type ResolvedFreeInit } from '../freeinit.js';
+import { Generator } from '../random/generator.js';
+import type { SchedulerBase } from '../schedulers/index.js';
+import { assertTensor, numel, type Tensor } from '../tensor.js';
+import { prepareMaskCoefByStatistics, RANGE_LIST } from './mask_coef.js';
+import type { TextEncoderLike, TokenizerLike, UNetLike, VaeLike } from './pipeline_components.js';
+import { catBatch, catChannels, chunk2, decodedToVideo, framesToBatch, interpolateNearest, scale } from './video_tensors.js';
+import { framesFromTensor, loadImage, preprocessImage, type Frame, type ImageInput } from '../io/image.js';
+import { readFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
+import { CLIPTextModel } from '../models/clip_text_model.js';
+import { AutoencoderKL } from '../models/autoencoder_kl.js';
+import { MotionAdapter } from '../models/motion_adapter.js';
+import { UNetMotionModel } from '../models/unet_motion_model.js';
+import { schedulerFromConfig } from '../schedulers/index.js';
+import { parseConfigJson } from '../config_json.js';
+
+export interface StepEndResult {
+  latents?: Tensor;
+}
+
+export interface ProgressInfo {
+  /** 1-based step within the current denoising pass. */
+  step: number;
+  total: number;
+  timestep: number;
+  /** FreeInit iteration (0-based) and count; 0 and 1 without FreeInit. */
+  iteration: number;
+  iterations: number;
+}
+
+export interface PIAGenerateOptions {
+  image: ImageInput;
+  prompt?: string | string[];
+  negativePrompt?: string | string[];
+  strength?: number;
+  numFrames?: number;
+  height?: number;
+  width?: number;
+  numInferenceSteps?: number;
+  guidanceScale?: number;
+  /** Accepted and ignored, as diffusers v0.26.3 resets it to 1. */
+  numVideosPerPrompt?: number;
+  eta?: number;
+  generator?: Generator;
+  latents?: Tensor;
+  promptEmbeds?: Tensor;
+  negativePromptEmbeds?: Tensor;
+  motionScale?: number;
+  outputType?: 'frames' | 'tensor' | 'latent';
+  clipSkip?: number;
+  loraScale?: number;
+  ipAdapterImage?: ImageInput;
+  onStepEnd?: (step: number, timestep: number, state: { latents: Tensor }) => void | StepEndResult | Promise<void | StepEndResult>;
+  onProgress?: (info: ProgressInfo) => void;
+  signal?: AbortSignal;
+}
+
+export interface PIAPipelineOutput {
+  /** Frame[][] ('frames'), a [B, F, H, W, 3] tensor in [0, 1] ('tensor'), or the final latents ('latent'). */
+  frames: Frame[][] | Tensor;
+}
+
+export interface EncodePromptOptions {
+  negativePrompt?: string | string[];
+  clipSkip?: number;
+  loraScale?: number;
+  doClassifierFreeGuidance?: boolean;
+  promptEmbeds?: Tensor;
+  negativePromptEmbeds?: Tensor;
+  signal?: AbortSignal;
+}
+
+export interface PIAFromPretrainedOptions {
+  motionAdapter: MotionAdapter;
+  /** Components to use instead of the folder's (as diffusers' from_pretrained(..., tokenizer=...)). */
+  tokenizer?: TokenizerLike;
+  scheduler?: SchedulerBase;
+  variant?: string;
+  device?: 'auto' | 'cpu';
+  signal?: AbortSignal;
+}
+
+export interface PIAPipelineComponents {
+  tokenizer: TokenizerLike;
+  textEncoder: TextEncoderLike;
+  vae: VaeLike;
+  unet: UNetLike;
+  scheduler: SchedulerBase;
+  /** motion_max_seq_length of the motion adapter: the most frames the positional table covers. */
+  maxFrames?: number;
+}
+
+function randomGenerator(): Generator {
+  return new Generator().manualSeed(randomBytes(8).readBigUInt64LE());
+}
+
+export class PIAPipeline {
+  tokenizer: TokenizerLike;
+  textEncoder: TextEncoderLike;
+  vae: VaeLike;
+  unet: UNetLike;
+  #scheduler: SchedulerBase;
+  readonly maxFrames: number;
+  imageEncoder: null = null;
+  featureExtractor: null = null;
+  #freeInit: ResolvedFreeInit | undefined;
+
+  constructor(c: PIAPipelineComponents) {
+    this.tokenizer = c.tokenizer;
+    this.textEncoder = c.textEncoder;
+    this.vae = c.vae;
+    this.unet = c.unet;
+    this.#scheduler = c.scheduler;
+    this.maxFrames = c.maxFrames ?? 32;
+  }
+
+  /**
+   * A diffusers pipeline folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/,
+   * scheduler/) plus a MotionAdapter, as `PIAPipeline.from_pretrained(dir, motion_adapter=adapter)`.
+   */
+  static async fromPretrained(dir: string, options: PIAFromPretrainedOptions): Promise<PIAPipeline> {
+    if (!options || !(options.motionAdapter instanceof MotionAdapter)) {
+      throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromPretrained(dir, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
+    }
+    if (options.device !== undefined && options.device !== 'auto' && options.device !== 'cpu') {
+      throw new PiaError('E_UNSUPPORTED', `device '${options.device}' is not supported yet (cpu only)`, { option: 'device' });
+    }
+    const root = resolve(dir);
+    const indexPath = join(root, 'model_index.json');
+    if (!existsSync(indexPath)) {
+      throw new PiaError('E_MODEL_NOT_FOUND', `not a diffusers pipeline folder: ${indexPath} is missing`, { file: indexPath });
+    }
+    let index: Record<string, unknown>;
+    try {
+      index = JSON.parse(await readFile(indexPath, 'utf8'));
+    } catch (e) {
+      throw new PiaError('E_WEIGHTS_CORRUPT', `${indexPath}: invalid JSON (${(e as Error).message})`, { file: indexPath, cause: e });
+    }
+    const signal = options.signal;
+    const { variant } = options;
+    let scheduler = options.scheduler;
+    if (!scheduler) {
+      const schedPath = join(root, 'scheduler', 'scheduler_config.json');
+      if (!existsSync(schedPath)) throw new PiaError('E_MODEL_NOT_FOUND', `scheduler config missing: ${schedPath}`, { file: schedPath });
+      const schedConfig = parseConfigJson(await readFile(schedPath, 'utf8')) as Record<string, unknown>;
+      const declared = Array.isArray(index.scheduler) ? (index.scheduler[1] as string | undefined) : undefined;
+      scheduler = schedulerFromConfig(schedConfig, declared ?? undefined);
+    }
+    const tokenizer = options.tokenizer ?? (await CLIPTokenizer.fromPretrained(join(root, 'tokenizer'), { signal }));
+    const textEncoder = await CLIPTextModel.fromPretrained(join(root, 'text_encoder'), { signal, variant });
+    try {
+      const vae = await AutoencoderKL.fromPretrained(join(root, 'vae'), { signal, variant });
+      try {
+        const unet = await UNetMotionModel.fromUnet2d(join(root, 'unet'), options.motionAdapter, { signal });
+        return new PIAPipeline({
+          tokenizer, textEncoder, vae, unet, scheduler,
+          maxFrames: options.motionAdapter.config.motion_max_seq_length,
+        });
+      } catch (e) {
+        vae.dispose();
+        throw e;
+      }
+    } catch (e) {
+      textEncoder.dispose();
+      throw e;
+    }
+  }
+
+  get scheduler(): SchedulerBase {
+    return this.#scheduler;
+  }
+
+  set scheduler(s: SchedulerBase) {
+    if (!s || typeof s.step !== 'function' || typeof s.setTimesteps !== 'function') {
+      throw invalidArgument('scheduler', 'must be a scheduler (e.g. EulerDiscreteScheduler.fromConfig(pipe.scheduler.config))');
+    }
+    this.#scheduler = s;
+  }
+
+  /** 2^(len(vae.block_out_channels) - 1), as diffusers' vae_scale_factor. */
+  get vaeScaleFactor(): number {
+    const blocks = this.vae.config.block_out_channels;
+    return 2 ** ((Array.isArray(blocks) ? blocks.length : 4) - 1);
+  }
+
+  get scalingFactor(): number {
+    return this.vae.config.scaling_factor ?? 0.18215;
+  }
+
+  enableFreeInit(options: FreeInitOptions = {}): void {
+    this.#freeInit = resolveFreeInit(options);
+  }
+
+  disableFreeInit(): void {
+    this.#freeInit = undefined;
+  }
+
+  get freeInitEnabled(): boolean {
+    return this.#freeInit !== undefined;
+  }
+
+  enableFreeU(options: { s1: number; s2: number; b1: number; b2: number }): void {
+    this.unet.enableFreeU(options);
+  }
+
+  disableFreeU(): void {
+    this.unet.disableFreeU();
+  }
+
+  enableVaeSlicing(): void { this.vae.enableSlicing(); }
+  disableVaeSlicing(): void { this.vae.disableSlicing(); }
+  enableVaeTiling(): void { this.vae.enableTiling(); }
+  disableVaeTiling(): void { this.vae.disableTiling(); }
+
+  dispose(): void {
+    this.textEncoder.dispose();
+    this.vae.dispose();
+    this.unet.dispose();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.dispose();
+  }
+
+  /** diffusers' encode_prompt (with num_images_per_prompt = 1). */
+  async encodePrompt(prompt: string | string[] | undefined, options: EncodePromptOptions = {}): Promise<{ promptEmbeds: Tensor; negativePromptEmbeds?: Tensor }> {
+    const cfg = options.doClassifierFreeGuidance ?? true;
+    if (options.loraScale !== undefined && options.loraScale !== 1) {
+      throw new PiaError('E_UNSUPPORTED', 'loraScale: no LoRA support yet', { option: 'loraScale' });
+    }
+    let promptEmbeds = options.promptEmbeds;
+    let batch: number;
+    if (prompt !== undefined) {
+      const prompts = typeof prompt === 'string' ? [prompt] : prompt;
+      batch = prompts.length;
+      if (!promptEmbeds) {
+        const { inputIds } = this.tokenizer.encode(prompts, { padding: 'max_length', maxLength: this.tokenizer.modelMaxLength, truncation: true });
+        promptEmbeds = (await this.textEncoder.encode(inputIds, { clipSkip: options.clipSkip, signal: options.signal })).lastHiddenState;
+      }
+    } else {
+      if (!promptEmbeds) throw invalidArgument('prompt', 'provide either prompt or promptEmbeds');
+      batch = promptEmbeds.shape[0];
+    }
+    let negativePromptEmbeds = options.negativePromptEmbeds;
+    if (cfg && !negativePromptEmbeds) {
+      const neg = options.negativePrompt;
+      let uncond: string[];
+      if (neg === undefined) uncond = Array(batch).fill('');
+      else if (prompt !== undefined && typeof prompt !== typeof neg) {
+        throw invalidArgument('negativePrompt', 'must be of the same type as prompt (string or string[])');
+      } else if (typeof neg === 'string') uncond = [neg];
+      else if (neg.length !== batch) throw invalidArgument('negativePrompt', `has ${neg.length} entries, prompt has ${batch}`);
+      else uncond = neg;
+      const { inputIds } = this.tokenizer.encode(uncond, { padding: 'max_length', maxLength: promptEmbeds.shape[1], truncation: true });
+      // The negative prompt never takes clip_skip (diffusers' encode_prompt).
+      negativePromptEmbeds = (await this.textEncoder.encode(inputIds, { signal: options.signal })).lastHiddenState;
+    }
+    return { promptEmbeds, negativePromptEmbeds: cfg ? negativePromptEmbeds : undefined };
+  }
+
+  #validate(o: PIAGenerateOptions): void {
+    const posInt = (v: unknown, name: string, max = Number.MAX_SAFE_INTEGER) => {
+      if (!Number.isInteger(v) || (v as number) < 1 || (v as number) > max) throw invalidArgument(name, `must be an integer in 1..${max}`);
+    };
+    if (o.image === undefined || o.image === null) throw invalidArgument('image', 'is required');
+    if (o.prompt !== undefined && o.promptEmbeds !== undefined) throw invalidArgument('prompt', 'give prompt or promptEmbeds, not both');
+    if (o.prompt === undefined && o.promptEmbeds === undefined) throw invalidArgument('prompt', 'provide either prompt or promptEmbeds');
+    if (o.prompt !== undefined && typeof o.prompt !== 'string' && !(Array.isArray(o.prompt) && o.prompt.length > 0 && o.prompt.every((p) => typeof p === 'string'))) {
+      throw invalidArgument('prompt', 'must be a string or a non-empty array of strings');
+    }
+    if (o.negativePrompt !== undefined && o.negativePromptEmbeds !== undefined) {
+      throw invalidArgument('negativePrompt', 'give negativePrompt or negativePromptEmbeds, not both');
+    }
+    if (o.promptEmbeds !== undefined) assertTensor(o.promptEmbeds, 'promptEmbeds', 3);
+    if (o.negativePromptEmbeds !== undefined) assertTensor(o.negativePromptEmbeds, 'negativePromptEmbeds', 3);
+    if (o.promptEmbeds && o.negativePromptEmbeds && o.promptEmbeds.shape.join() !== o.negativePromptEmbeds.shape.join()) {
+      throw invalidArgument('negativePromptEmbeds', `shape [${o.negativePromptEmbeds.shape}] differs from promptEmbeds [${o.promptEmbeds.shape}]`);
+    }
+    for (const k of ['height', 'width'] as const) {
+      const v = o[k];
+      if (v !== undefined && (!Number.isInteger(v) || v < 8 || v % 8 !== 0 || v > 8192)) throw invalidArgument(k, 'must be a multiple of 8 in 8..8192');
+    }
+    if (o.numFrames !== undefined) posInt(o.numFrames, 'numFrames', this.maxFrames);
+    if (o.numInferenceSteps !== undefined) posInt(o.numInferenceSteps, 'numInferenceSteps', 1000);
+    if (o.strength !== undefined && !(o.strength >= 0 && o.strength <= 1)) throw invalidArgument('strength', 'must be in [0, 1]');
+    if (o.guidanceScale !== undefined && !Number.isFinite(o.guidanceScale)) throw invalidArgument('guidanceScale', 'must be a finite number');
+    if (o.eta !== undefined && !(o.eta >= 0 && Number.isFinite(o.eta))) throw invalidArgument('eta', 'must be a number >= 0');
+    if (o.motionScale !== undefined && !(Number.isInteger(o.motionScale) && o.motionScale >= 0 && o.motionScale < RANGE_LIST.length)) {
+      throw invalidArgument('motionScale', `must be an integer in 0..${RANGE_LIST.length - 1}`);
+    }
+    if (o.outputType !== undefined && !['frames', 'tensor', 'latent'].includes(o.outputType)) {
+      throw invalidArgument('outputType', "must be 'frames', 'tensor' or 'latent'");
+    }
+    if (o.clipSkip !== undefined && !(Number.isInteger(o.clipSkip) && o.clipSkip >= 0 && o.clipSkip < this.textEncoder.config.num_hidden_layers)) {
+      throw invalidArgument('clipSkip', `must be an integer in 0..${this.textEncoder.config.num_hidden_layers - 1}`);
+    }
+    if (o.generator !== undefined && !(o.generator instanceof Generator)) throw invalidArgument('generator', 'must be a Generator');
+    if (o.latents !== undefined) assertTensor(o.latents, 'latents', 5);
+    if (o.ipAdapterImage !== undefined) throw new PiaError('E_UNSUPPORTED', 'ipAdapterImage: no IP-Adapter is loaded', { option: 'ipAdapterImage' });
+    if (o.onStepEnd !== undefined && typeof o.onStepEnd !== 'function') throw invalidArgument('onStepEnd', 'must be a function');
+  }
+
+  async generate(options: PIAGenerateOptions): Promise<PIAPipelineOutput> {
+    const o = options;
+    this.#validate(o);
+    const signal = o.signal;
+    throwIfAborted(signal);
+    const vsf = this.vaeScaleFactor;
+    const sampleSize = this.unet.config.sample_size ?? 64;
+    const height = o.height ?? sampleSize * vsf;
+    const width = o.width ?? sampleSize * vsf;
+    const numFrames = o.numFrames ?? 16;
+    const numInferenceSteps = o.numInferenceSteps ?? 50;
+    const guidanceScale = o.guidanceScale ?? 7.5;
+    const strength = o.strength ?? 1.0;
+    const cfg = guidanceScale > 1;
+    const generator = o.generator ?? randomGenerator();
+    const scheduler = this.#scheduler;
+
+    // The condition image is read first: a bad image must fail before any network runs.
+    // VaeImageProcessor.preprocess: the image keeps its own size, rounded down to a multiple of vsf.
+    const image = preprocessImage(await loadImage(o.image, { signal }), { vaeScaleFactor: vsf });
+    throwIfAborted(signal);
+
+    // 2. Batch size.
+    const batch = o.prompt !== undefined ? (typeof o.prompt === 'string' ? 1 : o.prompt.length) : o.promptEmbeds!.shape[0];
+    if (o.latents) {
+      const want = [batch, 4, numFrames, height / vsf, width / vsf];
+      if (o.latents.shape.join() !== want.join()) throw invalidArgument('latents', `shape must be [${want}], got [${o.latents.shape}]`);
+    }
+
+    // 3. Prompt embeddings; under CFG the batch is [negative, positive].
+    const enc = await this.encodePrompt(o.prompt, {
+      negativePrompt: o.negativePrompt,
+      clipSkip: o.clipSkip,
+      loraScale: o.loraScale,
+      doClassifierFreeGuidance: cfg,
+      promptEmbeds: o.promptEmbeds,
+      negativePromptEmbeds: o.negativePromptEmbeds,
+      signal,
+    });
+    const promptEmbeds = cfg ? catBatch([enc.negativePromptEmbeds!, enc.promptEmbeds]) : enc.promptEmbeds;
+
+    // 4. Timesteps, cut by strength (get_timesteps).
+    scheduler.setTimesteps(numInferenceSteps);
+    const initTimestep = Math.min(Math.floor(numInferenceSteps * strength), numInferenceSteps);
+    const tStart = Math.max(numInferenceSteps - initTimestep, 0);
+    let timesteps = [...scheduler.timesteps].slice(tStart * scheduler.order);
+    if (timesteps.length === 0) {
+      throw invalidArgument('strength', `strength ${strength} with ${numInferenceSteps} steps leaves no denoising step`);
+    }
+    let numSteps = numInferenceSteps - tStart;
+
+    // 5. Latents: the first draw from the generator.
+    const h = height / vsf, w = width / vsf;
+    const latentShape = [batch, 4, numFrames, h, w];
+    let latents = o.latents ? { data: Float32Array.from(o.latents.data), shape: [...o.latents.shape] } : generator.randn(latentShape);
+    latents = scale(latents, scheduler.initNoiseSigma);
+
+    // prepare_masked_condition: VAE sample (second draw), nearest-resized to the latent size,
+    // repeated over frames; the mask holds one coefficient per frame.
+    const dist = await this.vae.encode(image, { signal });
+    const imageLatent = scale(interpolateNearest(dist.sample(generator), h, w), this.scalingFactor);
+    const coef = prepareMaskCoefByStatistics(numFrames, 0, o.motionScale ?? 0);
+    const hw = h * w;
+    const mask = { data: new Float32Array(batch * numFrames * hw), shape: [batch, 1, numFrames, h, w] };
+    const masked = { data: new Float32Array(batch * 4 * numFrames * hw), shape: [batch, 4, numFrames, h, w] };
+    for (let b = 0; b < batch; b++) {
+      for (let f = 0; f < numFrames; f++) {
+        mask.data.fill(Math.fround(coef[f]), (b * numFrames + f) * hw, (b * numFrames + f + 1) * hw);
+        for (let c = 0; c < 4; c++) {
+          masked.data.set(imageLatent.data.subarray(c * hw, (c + 1) * hw), ((b * 4 + c) * numFrames + f) * hw);
+        }
+      }
+    }
+    const maskIn = cfg ? catBatch([mask, mask]) : mask;
+    const maskedIn = cfg ? catBatch([masked, masked]) : masked;
+
+    if (strength < 1) {
+      // Third draw; diffusers noises masked_image[0] (identical for every batch item) at the first timestep.
+      const noise = generator.randn(latentShape);
+      latents = scheduler.addNoise(masked, noise, Array(batch).fill(timesteps[0]));
+    }
+
+    const denoise = async (startLatents: Tensor, ts: number[], iteration: number, iterations: number): Promise<Tensor> => {
+      let lat = startLatents;
+      for (let i = 0; i < ts.length; i++) {
+        throwIfAborted(signal);
+        const t = ts[i];
+        let modelInput = cfg ? catBatch([lat, lat]) : lat;
+        modelInput = scheduler.scaleModelInput(modelInput, t);
+        modelInput = catChannels([modelInput, maskIn, maskedIn]);
+        let noisePred = await this.unet.forward(modelInput, t, promptEmbeds, { signal, loraScale: o.loraScale });
+        if (cfg) {
+          const [uncond, text] = chunk2(noisePred);
+          const g = Math.fround(guidanceScale);
+          for (let k = 0; k < uncond.data.length; k++) uncond.data[k] = uncond.data[k] + Math.fround(g * Math.fround(text.data[k] - uncond.data[k]));
+          noisePred = uncond;
+        }
+        lat = scheduler.step(noisePred, t, lat, { generator, eta: o.eta ?? 0 }).prevSample;
+        if (o.onStepEnd) {
+          const r = await o.onStepEnd(i, t, { latents: lat });
+          if (r && r.latents) {
+            assertTensor(r.latents, 'onStepEnd latents');
+            if (r.latents.shape.join() !== lat.shape.join()) throw invalidArgument('onStepEnd', 'returned latents of another shape');
+            lat = r.latents;
+          }
+        }
+        o.onProgress?.({ step: i + 1, total: ts.length, timestep: t, iteration, iterations });
+      }
+      return lat;
+    };
+
+    const fi = this.#freeInit;
+    if (!fi) {
+      latents = await denoise(latents, timesteps, 0, 1);
+    } else {
+      // _free_init_loop
+      const lpf = freeInitFilter(numFrames, h, w, fi.method, fi.order, fi.spatialStopFrequency, fi.temporalStopFrequency);
+      const fiGenerator = fi.generator ?? randomGenerator();
+      const trainSteps = Number(scheduler.config.num_train_timesteps ?? 1000);
+      let initialNoise = latents;
+      for (let it = 0; it < fi.numIters; it++) {
+        if (it === 0) {
+          initialNoise = { data: Float32Array.from(latents.data), shape: [...latents.shape] };
+        } else {
+          const zT = scheduler.addNoise(latents, initialNoise, Array(batch).fill(trainSteps - 1));
+          const zRand = fiGenerator.randn(latentShape);
+          latents = freqMix3d(zT, zRand, lpf);
+        }
+        if (fi.useFastSampling) {
+          numSteps = Math.floor((numInferenceSteps / fi.numIters) * (it + 1));
+          scheduler.setTimesteps(numSteps);
+          timesteps = [...scheduler.timesteps];
+        }
+        latents = await denoise(latents, timesteps, it, fi.numIters);
+      }
+    }
+    void numSteps;
+
+    const outputType = o.outputType ?? 'frames';
+    if (outputType === 'latent') return { frames: latents };
+
+    // decode_latents
+    throwIfAborted(signal);
+    const z = framesToBatch(scale(latents, 1 / this.scalingFactor));
+    const decoded = await this.vae.decode(z, { signal });
+    const video = decodedToVideo(decoded, batch);
+    if (numel(video.shape) !== video.data.length) throw new PiaError('E_BACKEND', 'decoder returned an unexpected shape');
+    return { frames: outputType === 'tensor' ? video : framesFromTensor(video) };
+  }
+}
