@@ -1,7 +1,7 @@
 // UNetMotionModel (from_unet2d with PIA's 9-channel conv_in) against diffusers v0.26.3 goldens
 // (../shared/fixtures/golden/components/<family>_unet_motion), plus load errors.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -133,6 +133,56 @@ describe('UNetMotionModel load errors', () => {
     assert.ok(err instanceof PiaError, `expected a PiaError, got ${String(err)}`);
     return err;
   }
+
+  // The tiny UNet folder with config.json edited by `edit` (weights linked from the fixture, unchanged).
+  function editedConfig(name: string, edit: (config: Record<string, unknown>) => void): string {
+    const config = JSON.parse(readFileSync(join(unetDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    edit(config);
+    const folder = join(dir, name);
+    mkdirSync(folder, { recursive: true });
+    writeFileSync(join(folder, 'config.json'), JSON.stringify(config));
+    symlinkSync(unetWeights, join(folder, 'diffusion_pytorch_model.safetensors'));
+    return folder;
+  }
+
+  test('configs UNetMotionModel cannot represent are E_UNSUPPORTED', async () => {
+    for (const [name, edit] of [
+      ['layers2', (c: Record<string, unknown>) => (c.transformer_layers_per_block = 2)],
+      ['scale_shift', (c: Record<string, unknown>) => (c.resnet_time_scale_shift = 'scale_shift')],
+      ['class_embed', (c: Record<string, unknown>) => (c.class_embed_type = 'timestep')],
+      ['simple_block', (c: Record<string, unknown>) => (c.down_block_types = ['SimpleCrossAttnDownBlock2D', 'DownBlock2D'])],
+      ['channels', (c: Record<string, unknown>) => (c.block_out_channels = [32, 32])],
+    ] as const) {
+      const err = await loadError(editedConfig(name, edit));
+      assert.equal(err.code, 'E_UNSUPPORTED', `${name}: ${err.message}`);
+    }
+  });
+
+  test('an AnimateDiff adapter without conv_in keeps the UNet\'s 4-channel conv_in', async () => {
+    const adapterDir = fixture('models', 'tiny-motion-adapter');
+    const src = readSafetensors(join(adapterDir, 'diffusion_pytorch_model.safetensors'));
+    const tensors: Record<string, { data: Float32Array; shape: number[] }> = {};
+    for (const n of src.names()) if (!n.startsWith('conv_in.')) tensors[n] = { data: src.get(n).toFloat32(), shape: [...src.get(n).shape] };
+    const folder = join(dir, 'animatediff-adapter');
+    mkdirSync(folder, { recursive: true });
+    const config = JSON.parse(readFileSync(join(adapterDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    config.conv_in_channels = null;
+    writeFileSync(join(folder, 'config.json'), JSON.stringify(config));
+    saveSafetensors(join(folder, 'diffusion_pytorch_model.safetensors'), tensors);
+    const model = await UNetMotionModel.fromUnet2d(unetDir, await MotionAdapter.fromPretrained(folder));
+    try {
+      assert.equal(model.config.in_channels, 4);
+      const sample = { data: new Float32Array(1 * 4 * 2 * 4 * 4).fill(0.5), shape: [1, 4, 2, 4, 4] };
+      const ehs = { data: new Float32Array(77 * 32).fill(0.1), shape: [1, 77, 32] };
+      const out = await model.forward(sample, 10, ehs);
+      assert.deepEqual(out.shape, [1, 4, 2, 4, 4]);
+      await assert.rejects(model.forward({ data: new Float32Array(9 * 2 * 16), shape: [1, 9, 2, 4, 4] }, 10, ehs), {
+        code: 'E_INVALID_ARGUMENT',
+      });
+    } finally {
+      model.dispose();
+    }
+  });
 
   test('a missing key is E_WEIGHTS_MISMATCH naming it', async () => {
     const key = 'up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight';
