@@ -17,6 +17,7 @@
       'native/cpu/norm.cpp',
       'native/cpu/simd.cpp',
       'native/cpu/strided_copy.cpp',
+      'native/cpu/host_allocator.cpp',
       'native/cuda/cuda_loader.cpp',
       'native/nn/weight_store.cpp',
       'native/nn/resnet.cpp',

@@ -1,10 +1,12 @@
 // The CPU backend: argument checks and dtype handling here, the math in the kernel files.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "../core/errors.h"
 #include "../core/thread_pool.h"
 #include "../ops/backend.h"
+#include "host_allocator.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -22,11 +24,21 @@ Tensor f32(const Tensor& t, const char* op, const char* what) {
   if (!t.defined()) bad(op, std::string(what) + " is undefined");
   if (t.device() != Device::CPU) bad(op, std::string(what) + " is not a CPU tensor");
   if (!t.is_contiguous()) {
-    Tensor c = Tensor::empty(t.shape(), t.dtype());
+    Tensor c = cpu::new_tensor(t.shape(), t.dtype());
     if (t.numel()) cpu::strided_copy(t.raw(), t.shape(), t.strides(), c.raw(), dtype_size(t.dtype()));
     return c.to(DType::F32);
   }
   return t.to(DType::F32);
+}
+
+// A new contiguous copy of a contiguous tensor.
+Tensor copy_of(const Tensor& t) {
+  Tensor y = cpu::new_tensor(t.shape(), t.dtype());
+  const char* src = static_cast<const char*>(t.raw());
+  char* dst = static_cast<char*>(y.raw());
+  const int64_t n = int64_t(t.nbytes());
+  parallel_for(0, n, 1 << 20, [&](int64_t b, int64_t e) { std::memcpy(dst + b, src + b, size_t(e - b)); });
+  return y;
 }
 
 const float* opt_ptr(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
@@ -67,12 +79,12 @@ class CpuBackend final : public Backend {
     // Widened once here: the kernels are float32 throughout.
     return host.to(DType::F32);
   }
-  Tensor from_host(const Tensor& host) override { return f32(host, "from_host", "x").clone(); }
+  Tensor from_host(const Tensor& host) override { return copy_of(f32(host, "from_host", "x")); }
   Tensor to_host(const Tensor& x) override { return f32(x, "to_host", "x"); }
   Tensor zeros(const Shape& shape) override { return Tensor::zeros(shape); }
   Tensor contiguous(const Tensor& x) override {
     if (!x.defined()) bad("contiguous", "x is undefined");
-    Tensor y = Tensor::empty(x.shape(), x.dtype());
+    Tensor y = cpu::new_tensor(x.shape(), x.dtype());
     if (x.numel()) cpu::strided_copy(x.raw(), x.shape(), x.strides(), y.raw(), dtype_size(x.dtype()));
     return y;
   }
@@ -94,7 +106,7 @@ class CpuBackend final : public Backend {
       out_shape[size_t(d)] += c.size(d);
       in.push_back(c);
     }
-    Tensor out = Tensor::empty(out_shape);
+    Tensor out = cpu::new_tensor(out_shape);
     int64_t outer = 1, inner = 1;
     for (int64_t i = 0; i < d; ++i) outer *= out_shape[size_t(i)];
     for (int64_t i = d + 1; i < nd; ++i) inner *= out_shape[size_t(i)];
@@ -125,7 +137,7 @@ class CpuBackend final : public Backend {
     }
     Shape ys = x.shape();
     ys.back() = out;
-    Tensor y = Tensor::empty(ys);
+    Tensor y = cpu::new_tensor(ys);
     cpu::GemmEpilogue ep;
     ep.col_bias = opt_ptr(b);
     ep.act = act;
@@ -142,7 +154,7 @@ class CpuBackend final : public Backend {
     const int64_t N = trans_b ? b.size(-2) : b.size(-1), Kb = trans_b ? b.size(-1) : b.size(-2);
     if (K != Kb) bad("matmul", "inner sizes differ: " + shape_str(a.shape()) + " x " + shape_str(b.shape()));
     const int64_t Bt = std::max(Ba, Bb);
-    Tensor y = Tensor::empty(a.dim() == 3 || b.dim() == 3 ? Shape{Bt, M, N} : Shape{M, N});
+    Tensor y = cpu::new_tensor(a.dim() == 3 || b.dim() == 3 ? Shape{Bt, M, N} : Shape{M, N});
     for (int64_t i = 0; i < Bt; ++i) {
       cpu::gemm(M, N, K, a.data<float>() + (Ba == 1 ? 0 : i) * M * K, K, b.data<float>() + (Bb == 1 ? 0 : i) * K * N,
                 trans_b ? K : N, trans_b, y.data<float>() + i * M * N, N, false);
@@ -168,7 +180,7 @@ class CpuBackend final : public Backend {
     const int64_t Ho = (H + p.pad_top + p.pad_bottom - kh) / p.stride + 1;
     const int64_t Wo = (W + p.pad_left + p.pad_right - kw) / p.stride + 1;
     if (Ho <= 0 || Wo <= 0) bad("conv2d", "kernel larger than padded input");
-    Tensor y = Tensor::empty({N, Co, Ho, Wo});
+    Tensor y = cpu::new_tensor({N, Co, Ho, Wo});
     cpu::conv2d(x.data<float>(), N, C, H, W, w.data<float>(), Co, kh, kw, opt_ptr(b), p, y.data<float>(), Ho, Wo);
     return y;
   }
@@ -184,7 +196,7 @@ class CpuBackend final : public Backend {
     if (g_.defined()) g = f32(g_, "group_norm", "weight");
     if (b_.defined()) b = f32(b_, "group_norm", "bias");
     if ((g.defined() && g.numel() != C) || (b.defined() && b.numel() != C)) bad("group_norm", "affine size mismatch");
-    Tensor y = Tensor::empty(x.shape());
+    Tensor y = cpu::new_tensor(x.shape());
     cpu::group_norm(x.data<float>(), x.size(0), C, x.numel() / std::max<int64_t>(1, x.size(0) * C), groups,
                     opt_ptr(g), opt_ptr(b), eps, act, y.data<float>());
     return y;
@@ -198,7 +210,7 @@ class CpuBackend final : public Backend {
     if (g_.defined()) g = f32(g_, "layer_norm", "weight");
     if (b_.defined()) b = f32(b_, "layer_norm", "bias");
     if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad("layer_norm", "affine size mismatch");
-    Tensor y = Tensor::empty(x.shape());
+    Tensor y = cpu::new_tensor(x.shape());
     cpu::layer_norm(x.data<float>(), x.numel() / std::max<int64_t>(D, 1), D, opt_ptr(g), opt_ptr(b), eps,
                     y.data<float>());
     return y;
@@ -214,7 +226,7 @@ class CpuBackend final : public Backend {
                            " with " + std::to_string(H) + " heads");
     }
     const int64_t D = q.size(2) / H, Dv = v.size(2) / H;
-    Tensor o = Tensor::empty({B, Sq, H * Dv});
+    Tensor o = cpu::new_tensor({B, Sq, H * Dv});
     cpu::attention(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(), B, Sq, Sk, H, D, Dv, p.scale,
                    p.causal);
     return o;
@@ -223,7 +235,7 @@ class CpuBackend final : public Backend {
   Tensor binary(BinaryOp op, const Tensor& a_, const Tensor& b_) override {
     Tensor a = f32_view(a_, "binary", "a"), b = f32_view(b_, "binary", "b");
     const Shape out = broadcast_shape(a.shape(), b.shape(), "binary");
-    Tensor y = Tensor::empty(out);
+    Tensor y = cpu::new_tensor(out);
     cpu::binary(op, a.data<float>(), broadcast_strides(a, out), b.data<float>(), broadcast_strides(b, out),
                 y.data<float>(), out);
     return y;
@@ -240,7 +252,7 @@ class CpuBackend final : public Backend {
 
   Tensor affine(const Tensor& x_, float s, float t) override {
     Tensor x = f32(x_, "affine", "x");
-    Tensor y = Tensor::empty(x.shape());
+    Tensor y = cpu::new_tensor(x.shape());
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
     parallel_for(0, x.numel(), 16384, [&](int64_t b, int64_t e) {
@@ -250,7 +262,7 @@ class CpuBackend final : public Backend {
   }
 
   Tensor activation(const Tensor& x_, Activation act) override {
-    Tensor y = f32(x_, "activation", "x").clone();
+    Tensor y = copy_of(f32(x_, "activation", "x"));
     cpu::activation_inplace(y.data<float>(), y.numel(), act);
     return y;
   }
@@ -261,7 +273,7 @@ class CpuBackend final : public Backend {
     const int64_t n = x.size(-1) / 2, rows = x.numel() / std::max<int64_t>(1, 2 * n);
     Shape ys = x.shape();
     ys.back() = n;
-    Tensor y = Tensor::empty(ys);
+    Tensor y = cpu::new_tensor(ys);
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
     parallel_for(0, rows, 16, [&](int64_t b, int64_t e) {
@@ -277,7 +289,7 @@ class CpuBackend final : public Backend {
     Tensor x = f32(x_, "upsample_nearest2x", "x");
     if (x.dim() != 4) bad("upsample_nearest2x", "x must be NCHW");
     const int64_t P = x.size(0) * x.size(1), H = x.size(2), W = x.size(3);
-    Tensor y = Tensor::empty({x.size(0), x.size(1), 2 * H, 2 * W});
+    Tensor y = cpu::new_tensor({x.size(0), x.size(1), 2 * H, 2 * W});
     const float* xp = x.data<float>();
     float* yp = y.data<float>();
     parallel_for(0, P * H, 16, [&](int64_t b, int64_t e) {
@@ -295,7 +307,7 @@ class CpuBackend final : public Backend {
     Tensor table = f32(table_, "embedding", "table");
     if (table.dim() != 2) bad("embedding", "table must be [V, D]");
     const int64_t V = table.size(0), D = table.size(1);
-    Tensor y = Tensor::empty({int64_t(ids.size()), D});
+    Tensor y = cpu::new_tensor({int64_t(ids.size()), D});
     for (size_t i = 0; i < ids.size(); ++i) {
       if (ids[i] < 0 || ids[i] >= V) bad("embedding", "id " + std::to_string(ids[i]) + " out of range [0, " + std::to_string(V) + ")");
       std::copy(table.data<float>() + ids[i] * D, table.data<float>() + (ids[i] + 1) * D, y.data<float>() + int64_t(i) * D);
@@ -328,7 +340,7 @@ class CpuBackend final : public Backend {
   Tensor fourier_filter(const Tensor& x_, int threshold, float scale) override {
     Tensor x = f32(x_, "fourier_filter", "x");
     if (x.dim() != 4) bad("fourier_filter", "x must be [N, C, H, W]");
-    Tensor y = Tensor::empty(x.shape());
+    Tensor y = cpu::new_tensor(x.shape());
     cpu::fourier_filter(x.data<float>(), x.size(0) * x.size(1), x.size(2), x.size(3), threshold, scale,
                         y.data<float>());
     return y;

@@ -13,6 +13,7 @@
 #include "core/errors.h"
 #include "core/tensor.h"
 #include "harness.h"
+#include "cpu/host_allocator.h"
 #include "ops/backend.h"
 
 using namespace pia;
@@ -535,4 +536,25 @@ PIA_TEST(cpu_contiguous_views) {
   Tensor a = be().linear(x.permute({0, 2, 1}), w, Tensor());
   Tensor b = be().linear(x.permute({0, 2, 1}).contiguous(), w, Tensor());
   EXPECT(std::memcmp(a.raw(), b.raw(), b.nbytes()) == 0);
+}
+
+PIA_TEST(cpu_output_blocks_are_reused) {
+  // Large outputs come from the backend's block cache: freeing one and asking for the same size
+  // again must hand back the same (already faulted-in) block, and the contents are independent.
+  pia::cpu::release_cached();
+  Tensor x = randn({512, 1024});  // 2 MiB
+  const void* first = nullptr;
+  {
+    Tensor y = be().affine(x, 2.f);
+    first = y.raw();
+    EXPECT(y.data<float>()[7] == 2.f * x.data<float>()[7]);
+  }
+  EXPECT(pia::cpu::cached_bytes() >= size_t(x.nbytes()));
+  Tensor z = be().affine(x, 3.f);
+  EXPECT(z.raw() == first);
+  EXPECT(z.data<float>()[7] == 3.f * x.data<float>()[7]);
+  Tensor w = be().affine(x, 4.f);  // the block is taken: a different one
+  EXPECT(w.raw() != z.raw() && z.data<float>()[9] == 3.f * x.data<float>()[9]);
+  pia::cpu::release_cached();
+  EXPECT(pia::cpu::cached_bytes() == 0);
 }
