@@ -2,7 +2,7 @@
 // included) over the native network (native/nn/unet_motion_model.cpp).
 import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
-import type { NativeFreeU, NativeModelHandle } from '../native/types.js';
+import type { NativeCancelToken, NativeFreeU, NativeModelHandle } from '../native/types.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { MotionAdapter } from './motion_adapter.js';
 import { UNet2DConditionModel } from './unet_2d_condition_model.js';
@@ -43,6 +43,25 @@ export interface UNetMotionForwardOptions {
   signal?: AbortSignal;
   loraScale?: number;
   imageEmbeds?: Tensor;
+}
+
+// A native call that an AbortSignal stops between network layers (the addon polls a cancel token).
+async function cancellable<T>(signal: AbortSignal | undefined, call: (token?: NativeCancelToken) => Promise<T>): Promise<T> {
+  throwIfAborted(signal);
+  const native = addon().unetMotionModel;
+  const token = signal ? native.cancelToken() : undefined;
+  const onAbort = () => native.cancel(token!);
+  signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const out = await call(token);
+    throwIfAborted(signal);
+    return out;
+  } catch (e) {
+    if ((e as { code?: unknown }).code === 'E_ABORTED') throw abortError(signal);
+    throw fromNativeError(e);
+  } finally {
+    signal?.removeEventListener('abort', onAbort);
+  }
 }
 
 export class UNetMotionModel {
@@ -121,14 +140,9 @@ export class UNetMotionModel {
       );
     }
     if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
-    let out;
-    try {
-      out = await addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, this.#freeU);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    throwIfAborted(options.signal);
-    return out;
+    const freeU = this.#freeU;
+    return cancellable(options.signal, (token) =>
+      addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, freeU, token));
   }
 
   /** diffusers `enable_freeu`: FreeU in the first two up blocks (a zero anywhere disables it, as in diffusers). */

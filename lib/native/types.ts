@@ -69,8 +69,11 @@ export interface NativeUNetMotionModel {
   config(handle: NativeModelHandle): string;
   forward(
     handle: NativeModelHandle, sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, freeU: NativeFreeU | null,
+    cancel?: NativeCancelToken,
   ): Promise<NativeTensor>;
   dispose(handle: NativeModelHandle): void;
+  cancelToken(): NativeCancelToken;
+  cancel(token: NativeCancelToken): void;
 }
 
 export interface NativeAddon {

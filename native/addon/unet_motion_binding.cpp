@@ -83,7 +83,8 @@ float number_field(Napi::Env env, const Napi::Object& o, const char* key) {
   return v.As<Napi::Number>().FloatValue();
 }
 
-// (handle, sample: Tensor, timestep: number, encoderHiddenStates: Tensor, freeU: {s1, s2, b1, b2} | null)
+// (handle, sample: Tensor, timestep: number, encoderHiddenStates: Tensor, freeU: {s1, s2, b1, b2} | null,
+//  cancelToken?)
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -95,6 +96,7 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
       Tensor sample, ehs, out;
       float timestep = 0;
       FreeUParams freeu;
+      CancelFlag cancel;
     };
     auto call = std::make_shared<Call>();
     call->model = live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.forward");
@@ -108,8 +110,9 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     } else if (!info[4].IsNull() && !info[4].IsUndefined()) {
       throw type_error(env, "unetMotionModel.forward: freeU must be an object or null");
     }
+    call->cancel = info.Length() > 5 ? cancel_flag(env, info[5]) : nullptr;
     return run_async(
-        env, [call] { call->out = call->model->forward(call->sample, call->timestep, call->ehs, call->freeu); },
+        env, [call] { call->out = call->model->forward(call->sample, call->timestep, call->ehs, call->freeu, call->cancel.get()); },
         [call](Napi::Env e) -> Napi::Value { return tensor_to_js(e, call->out); });
   });
 }
@@ -131,6 +134,8 @@ void register_unet_motion(Napi::Env env, Napi::Object exports) {
   o.Set("config", Napi::Function::New(env, Config, "config"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("cancelToken", Napi::Function::New(env, make_cancel_token, "cancelToken"));
+  o.Set("cancel", Napi::Function::New(env, cancel_token, "cancel"));
   exports.Set("unetMotionModel", o);
 }
 

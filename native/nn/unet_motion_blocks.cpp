@@ -63,6 +63,10 @@ void apply_freeu(Backend& be, int resolution_idx, Tensor& hidden, Tensor& res, c
 
 }  // namespace
 
+void check_cancel(Cancel cancel) {
+  if (cancel && cancel->load(std::memory_order_relaxed)) throw_error("E_ABORTED", "unet: the call was cancelled");
+}
+
 void DownBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix,
                            const MotionBlockConfig& cfg) {
   has_cross_attention = cfg.has_cross_attention;
@@ -87,9 +91,10 @@ void DownBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& be, 
 }
 
 Tensor DownBlockMotion::operator()(Backend& be, const Tensor& x, const Tensor& temb, const Tensor& encoder_hidden_states,
-                                   int64_t num_frames, std::vector<Tensor>& res_samples) const {
+                                   int64_t num_frames, std::vector<Tensor>& res_samples, Cancel cancel) const {
   Tensor h = x;
   for (size_t i = 0; i < resnets.size(); ++i) {
+    check_cancel(cancel);
     h = resnets[i](be, h, temb);
     if (has_cross_attention) h = attentions[i](be, h, encoder_hidden_states);
     h = motion_modules[i](be, h, num_frames);
@@ -130,9 +135,10 @@ void UpBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& be, co
 
 Tensor UpBlockMotion::operator()(Backend& be, const Tensor& x, std::vector<Tensor>& res_samples, const Tensor& temb,
                                  const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUParams& freeu,
-                                 int64_t upsample_h, int64_t upsample_w) const {
+                                 int64_t upsample_h, int64_t upsample_w, Cancel cancel) const {
   Tensor h = x;
   for (size_t i = 0; i < resnets.size(); ++i) {
+    check_cancel(cancel);
     PIA_CHECK(!res_samples.empty(), "E_BACKEND", "UpBlockMotion: ran out of skip connections");
     Tensor res = res_samples.back();
     res_samples.pop_back();
@@ -166,9 +172,10 @@ void UNetMidBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& b
 }
 
 Tensor UNetMidBlockMotion::operator()(Backend& be, const Tensor& x, const Tensor& temb,
-                                      const Tensor& encoder_hidden_states, int64_t num_frames) const {
+                                      const Tensor& encoder_hidden_states, int64_t num_frames, Cancel cancel) const {
   Tensor h = resnets[0](be, x, temb);
   for (size_t i = 0; i < attentions.size(); ++i) {
+    check_cancel(cancel);
     h = attentions[i](be, h, encoder_hidden_states);
     if (has_motion_modules) h = motion_modules[i](be, h, num_frames);
     h = resnets[i + 1](be, h, temb);

@@ -3,6 +3,7 @@
 // CrossAttnDownBlockMotion / DownBlockMotion, UNetMidBlockCrossAttnMotion, UNetMidBlock2DCrossAttn
 // (PIA's adapter has no mid-block motion module), CrossAttnUpBlockMotion / UpBlockMotion with FreeU.
 // A block "with cross-attention" is the CrossAttn* variant: a Transformer2DModel after each resnet.
+#include <atomic>
 #include <string>
 #include <vector>
 
@@ -34,6 +35,10 @@ struct MotionBlockConfig {
 
 // diffusers enable_freeu(s1, s2, b1, b2); "enabled" is the truthiness test the up blocks use
 // (`s1 and s2 and b1 and b2`), so a zero anywhere disables FreeU altogether.
+// A running forward stops at the next layer with E_ABORTED once this flag becomes true.
+using Cancel = const std::atomic<bool>*;
+void check_cancel(Cancel cancel);
+
 struct FreeUParams {
   float s1 = 0, s2 = 0, b1 = 0, b2 = 0;
   bool enabled() const { return s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0; }
@@ -51,7 +56,7 @@ struct DownBlockMotion {
   void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg);
   // Appends each layer's output (and the downsampled one) to `res_samples`.
   Tensor operator()(Backend& be, const Tensor& x, const Tensor& temb, const Tensor& encoder_hidden_states,
-                    int64_t num_frames, std::vector<Tensor>& res_samples) const;
+                    int64_t num_frames, std::vector<Tensor>& res_samples, Cancel cancel = nullptr) const;
 };
 
 // CrossAttnUpBlockMotion (has_cross_attention) and UpBlockMotion.
@@ -69,7 +74,7 @@ struct UpBlockMotion {
   // upsample_size (0: ×2).
   Tensor operator()(Backend& be, const Tensor& x, std::vector<Tensor>& res_samples, const Tensor& temb,
                     const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUParams& freeu,
-                    int64_t upsample_h = 0, int64_t upsample_w = 0) const;
+                    int64_t upsample_h = 0, int64_t upsample_w = 0, Cancel cancel = nullptr) const;
 };
 
 // UNetMidBlockCrossAttnMotion (has_motion_modules) and UNetMidBlock2DCrossAttn: resnet, then
@@ -83,7 +88,7 @@ struct UNetMidBlockMotion {
   void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg,
             bool with_motion_modules);
   Tensor operator()(Backend& be, const Tensor& x, const Tensor& temb, const Tensor& encoder_hidden_states,
-                    int64_t num_frames) const;
+                    int64_t num_frames, Cancel cancel = nullptr) const;
 };
 
 }  // namespace pia::nn

@@ -383,7 +383,7 @@ UNetMotionModel::UNetMotionModel(std::shared_ptr<Backend> backend, const UNetMot
 }
 
 Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const Tensor& ehs_host,
-                                const FreeUParams& freeu) const {
+                                const FreeUParams& freeu, Cancel cancel) const {
   Backend& be = *be_;
   const auto& c = config_;
   PIA_CHECK(sample_host.dim() == 5, "E_INVALID_ARGUMENT",
@@ -420,8 +420,8 @@ Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const
 
   std::vector<Tensor> res;
   res.push_back(x);
-  for (const auto& blk : down_blocks_) x = blk(be, x, emb, ehs_frames, F, res);
-  x = mid_block_(be, x, emb, ehs_frames, F);
+  for (const auto& blk : down_blocks_) x = blk(be, x, emb, ehs_frames, F, res, cancel);
+  x = mid_block_(be, x, emb, ehs_frames, F, cancel);
 
   const int64_t factor = int64_t(1) << num_upsamplers_;
   const bool forward_upsample_size = H % factor != 0 || W % factor != 0;
@@ -436,8 +436,9 @@ Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const
       up_h = res.back().size(2);
       up_w = res.back().size(3);
     }
-    x = up_blocks_[i](be, x, skips, emb, ehs_frames, F, freeu, up_h, up_w);
+    x = up_blocks_[i](be, x, skips, emb, ehs_frames, F, freeu, up_h, up_w, cancel);
   }
+  check_cancel(cancel);
 
   x = conv_norm_out_(be, x, Activation::SiLU);
   x = conv_out_(be, x);

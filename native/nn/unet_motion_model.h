@@ -51,9 +51,10 @@ class UNetMotionModel {
 
   // sample [B, C, F, H, W], encoder_hidden_states [B, S, cross_attention_dim] (float32 host tensors)
   // -> [B, out_channels, F, H, W]. FreeU (enable_freeu's s1, s2, b1, b2) is a per-call argument so
-  // that a loaded model is immutable and one forward never sees another caller's settings.
+  // that a loaded model is immutable and one forward never sees another caller's settings. When
+  // `cancel` becomes true (from any thread) the call stops at the next layer with E_ABORTED.
   Tensor forward(const Tensor& sample, float timestep, const Tensor& encoder_hidden_states,
-                 const FreeUParams& freeu = {}) const;
+                 const FreeUParams& freeu = {}, Cancel cancel = nullptr) const;
   const UNetMotionModelConfig& config() const { return config_; }
 
  private:

@@ -77,6 +77,16 @@ for (const family of ['tiny', 'mini-sd'] as const) {
       assert.ok(out.data.every(Number.isFinite));
     });
 
+    test('an aborted signal rejects with AbortError', async () => {
+      const sample = get('f4_sample');
+      const ehs = get('f4_encoder_hidden_states');
+      const controller = new AbortController();
+      const pending = model.forward(sample, 500, ehs, { signal: controller.signal });
+      controller.abort();
+      await assert.rejects(pending, { name: 'AbortError' });
+      await assert.rejects(model.forward(sample, 500, ehs, { signal: AbortSignal.abort() }), { name: 'AbortError' });
+    });
+
     for (const run of spec.runs) {
       test(`${run.key} (F=${run.frames}, t=${run.timestep}${run.freeu ? ', FreeU' : ''})`, async () => {
         const sample = get(`f${run.frames}_sample`);
