@@ -40,7 +40,7 @@ export function addon(): NativeAddon {
     'E_BACKEND',
     'pia-animate: the native addon could not be loaded.\n  Tried:\n    ' + tried.join('\n    ') +
       '\n  There is no prebuilt addon for this platform, and npm skips install scripts unless allowed.' +
-      '\n  Fix: `npm rebuild pia-animate --allow-scripts=pia-animate` (builds from source: needs cmake and a C++17' +
+      '\n  Fix: `npm install-scripts approve pia-animate && npm rebuild pia-animate` (builds from source: needs cmake and a C++17' +
       ` compiler), or run \`npx cmake-js compile\` in ${packageRoot}.`,
   );
 }

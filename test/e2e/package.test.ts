@@ -22,15 +22,14 @@ function run(cmd: string, args: string[], cwd: string, env: NodeJS.ProcessEnv = 
 
 function installInto(dir: string, tgz: string, env: NodeJS.ProcessEnv = {}): string {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
-  // --foreground-scripts: the install script's output is what tells prebuild from source build.
-  // npm 11 skips dependencies' install scripts unless allowed; a user allows ours the same way.
-  const r = run(
-    npm,
-    ['install', tgz, '--allow-scripts=pia-animate', '--foreground-scripts', '--no-audit', '--no-fund', '--prefer-offline'],
-    dir,
-    env,
+  // npm 11 runs a dependency's install script only when the project allows it (allowScripts);
+  // a user allows ours the same way (npm install-scripts approve pia-animate).
+  writeFileSync(
+    join(dir, 'package.json'),
+    JSON.stringify({ name: 'consumer', version: '1.0.0', private: true, allowScripts: { 'pia-animate': true } }),
   );
+  // --foreground-scripts: the install script's output is what tells prebuild from source build.
+  const r = run(npm, ['install', tgz, '--foreground-scripts', '--no-audit', '--no-fund', '--prefer-offline'], dir, env);
   return r.stdout + r.stderr;
 }
 
