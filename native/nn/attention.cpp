@@ -1,5 +1,8 @@
 #include "attention.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "../core/errors.h"
 
 namespace pia::nn {
@@ -12,6 +15,22 @@ void FeedForward::load(WeightStore& w, Backend& be, const std::string& prefix, i
   const int64_t inner = inner_dim ? inner_dim : dim * 4;
   proj.load(w, be, prefix + ".net.0.proj", dim, inner * 2);
   out.load(w, be, prefix + ".net.2", inner, dim);
+}
+
+Tensor FeedForward::operator()(Backend& be, const Tensor& x) const {
+  const int64_t dim = x.size(-1), rows = x.numel() / dim;
+  const int64_t row_bytes = proj.out * int64_t(sizeof(float));
+  const int64_t chunk = std::max<int64_t>(1, chunk_bytes / row_bytes);
+  if (rows <= chunk || !x.is_contiguous()) return out(be, be.geglu(proj(be, x)));
+  Tensor flat = x.reshape({rows, dim});
+  std::vector<Tensor> parts;
+  for (int64_t r = 0; r < rows; r += chunk) {
+    Tensor part = flat.narrow(0, r, std::min(chunk, rows - r));
+    parts.push_back(out(be, be.geglu(proj(be, part))));
+  }
+  Shape shape = x.shape();
+  shape.back() = out.out;
+  return be.cat(parts, 0).reshape(shape);
 }
 
 void BasicTransformerBlock::load(WeightStore& w, Backend& be, const std::string& prefix,

@@ -11,9 +11,13 @@ namespace pia::nn {
 // FeedForward(dim, activation_fn="geglu"): net.0 = GEGLU(dim, 4·dim) projection, net.2 = Linear(4·dim, dim).
 struct FeedForward {
   Linear proj, out;
+  int64_t chunk_bytes = int64_t(256) << 20;  // budget for one chunk's GEGLU projection
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t dim, const std::string& activation_fn,
             int64_t inner_dim = 0);
-  Tensor operator()(Backend& be, const Tensor& x) const { return out(be, be.geglu(proj(be, x))); }
+  // Rows are processed in chunks whose GEGLU projection stays under ~256 MiB (diffusers'
+  // _chunked_feed_forward idea, always on): the feed-forward is row-wise, so the result is the
+  // same, and a 512×512, 16-frame batch needs ~2 GiB less at its peak.
+  Tensor operator()(Backend& be, const Tensor& x) const;
 };
 
 struct BasicTransformerBlockConfig {

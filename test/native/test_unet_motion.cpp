@@ -15,6 +15,7 @@
 #include "harness.h"
 #include "io/mapped_file.h"
 #include "io/safetensors.h"
+#include "nn/attention.h"
 #include "nn/unet_motion_model.h"
 #include "ops/backend.h"
 
@@ -94,3 +95,36 @@ void check_family(const std::string& family) {
 
 PIA_TEST(unet_motion_tiny_matches_diffusers) { check_family("tiny"); }
 PIA_TEST(unet_motion_mini_sd_matches_diffusers) { check_family("mini-sd"); }
+
+// FeedForward splits its rows into chunks when the GEGLU projection would be large; the result
+// must not depend on the split (chunks of 7 rows, with a ragged last one, against one pass).
+PIA_TEST(feed_forward_chunks_match_one_pass) {
+  auto be = make_cpu_backend();
+  const int64_t dim = 24, inner = 4 * dim;
+  WeightStore w;
+  auto fill = [](const Shape& s, float scale, uint32_t seed) {
+    Tensor t = Tensor::empty(s);
+    for (int64_t i = 0; i < t.numel(); ++i) {
+      seed = seed * 1664525u + 1013904223u;
+      t.data<float>()[i] = scale * (float(seed >> 8) / 8388608.f - 1.f);
+    }
+    return t;
+  };
+  w.put("ff.net.0.proj.weight", fill({2 * inner, dim}, 0.2f, 1));
+  w.put("ff.net.0.proj.bias", fill({2 * inner}, 0.1f, 2));
+  w.put("ff.net.2.weight", fill({dim, inner}, 0.1f, 3));
+  w.put("ff.net.2.bias", fill({dim}, 0.1f, 4));
+  nn::FeedForward ff;
+  ff.load(w, *be, "ff", dim, "geglu");
+  Tensor x = fill({3, 50, dim}, 1.f, 5);
+  Tensor whole = be->to_host(ff(*be, x));
+  ff.chunk_bytes = 7 * 2 * inner * int64_t(sizeof(float));
+  Tensor chunked = be->to_host(ff(*be, x));
+  EXPECT(chunked.shape() == whole.shape());
+  EXPECT(whole.shape() == (Shape{3, 50, dim}));
+  double max_diff = 0;
+  for (int64_t i = 0; i < whole.numel(); ++i) {
+    max_diff = std::max(max_diff, double(std::fabs(whole.data<float>()[i] - chunked.data<float>()[i])));
+  }
+  EXPECT(max_diff <= 1e-6);
+}
