@@ -105,6 +105,51 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
   const size_t work_floats = size_t(BQ * D + BQ * BK + Dvp * BQ + 3 * BQ);
   const int64_t qblocks = (Sq + BQ - 1) / BQ;
   const int64_t threads = ThreadPool::global()->size();
+  if (B >= 2 * threads && Sk <= 256) {
+    // Many short sequences (temporal attention: pixels × 16 frames; cross-attention: 77 keys):
+    // one task per batch row packs K and V of all its heads in one sequential pass over their
+    // rows. Per-head passes would read 160-byte pieces of rows 1280 bytes apart, which the
+    // hardware prefetchers do not follow, and stall on memory.
+    parallel_for(0, B, 1, [&](int64_t tb, int64_t te) {
+      thread_local Scratch kvbuf, workbuf;
+      float* kd = kvbuf.get(size_t(H * (kstride + vstride)));
+      float* vd = kd + H * kstride;
+      float* work = workbuf.get(work_floats);
+      for (int64_t b = tb; b < te; ++b) {
+        const char* qrows = reinterpret_cast<const char*>(q + b * Sq * ldq);
+        for (int64_t off = 0; off < std::min<int64_t>(Sq, 4 * BQ) * ldq * 4; off += 64) __builtin_prefetch(qrows + off);
+        for (int64_t kt = 0; kt < Skp; kt += kMR) {  // kd per head: [key tile][d][kMR]
+          for (int64_t i = 0; i < kMR; ++i) {
+            const float* src = k + (b * Sk + kt + i) * ldq;
+            for (int64_t h = 0; h < H; ++h) {
+              float* dst = kd + h * kstride + kt * D + i;
+              if (kt + i < Sk) {
+                for (int64_t d = 0; d < D; ++d) dst[d * kMR] = src[h * D + d];
+              } else {
+                for (int64_t d = 0; d < D; ++d) dst[d * kMR] = 0.f;
+              }
+            }
+          }
+        }
+        for (int64_t key = 0; key < Skp; ++key) {  // vd per head: [channel tile][key][kMR]
+          const float* src = v + (b * Sk + key) * ldv;
+          for (int64_t h = 0; h < H; ++h) {
+            for (int64_t dt = 0; dt < Dvp; dt += kMR) {
+              float* dst = vd + h * vstride + dt * Skp + key * kMR;
+              const int64_t n = key < Sk ? std::min(kMR, Dv - dt) : 0;
+              int64_t i = 0;
+              for (; i < n; ++i) dst[i] = src[h * Dv + dt + i];
+              for (; i < kMR; ++i) dst[i] = 0.f;
+            }
+          }
+        }
+        for (int64_t h = 0; h < H; ++h)
+          for (int64_t qb = 0; qb < qblocks; ++qb)
+            query_block(b * H + h, qb * BQ, kd + h * kstride, vd + h * vstride, work);
+      }
+    });
+    return;
+  }
   if (B * H >= 2 * threads) {
     // Enough (batch, head) pairs to go round (the UNet's CFG × frames batch, temporal attention's
     // pixels × heads): each task packs its own K and V into thread-local scratch.

@@ -43,14 +43,16 @@ void copy_impl(const T* src, const Shape& shape, const Shape& st, T* dst) {
     });
     return;
   }
-  // Tiled transpose between dims f (source-contiguous) and last (output-contiguous).
+  // Tiled transpose between dims f (source-contiguous) and last (output-contiguous). A task takes
+  // TB output columns and sweeps all of f, so its TB source rows are each read front to back
+  // (streams the hardware prefetchers follow) and every cache line is used whole.
   constexpr int64_t TB = 32;
-  const int64_t F = shape[size_t(f)], ftiles = (F + TB - 1) / TB;
+  const int64_t F = shape[size_t(f)], ltiles = (L + TB - 1) / TB;
   const int64_t outer = shape_numel(shape) / std::max<int64_t>(1, F * L);
   const int64_t osf = ost[size_t(f)];
-  parallel_for(0, outer * ftiles, 1, [&](int64_t b, int64_t e) {
+  parallel_for(0, outer * ltiles, 1, [&](int64_t b, int64_t e) {
     for (int64_t t = b; t < e; ++t) {
-      int64_t rem = t / ftiles, soff = 0, doff = 0;
+      int64_t rem = t / ltiles, soff = 0, doff = 0;
       for (int64_t d = last - 1; d >= 0; --d) {
         if (d == f) continue;
         const int64_t i = rem % shape[size_t(d)];
@@ -58,9 +60,9 @@ void copy_impl(const T* src, const Shape& shape, const Shape& st, T* dst) {
         soff += i * st[size_t(d)];
         doff += i * ost[size_t(d)];
       }
-      const int64_t f0 = (t % ftiles) * TB, f1 = std::min(F, f0 + TB);
-      for (int64_t l0 = 0; l0 < L; l0 += TB) {
-        const int64_t l1 = std::min(L, l0 + TB);
+      const int64_t l0 = (t % ltiles) * TB, l1 = std::min(L, l0 + TB);
+      for (int64_t f0 = 0; f0 < F; f0 += TB) {
+        const int64_t f1 = std::min(F, f0 + TB);
         for (int64_t i = f0; i < f1; ++i) {
           T* o = dst + doff + i * osf;
           const T* s = src + soff + i;
