@@ -1,5 +1,6 @@
 // AVX2/FMA kernels. This file is compiled with -mavx2 -mfma -mf16c and must only be entered after
 // cpu_features() confirmed them (see simd.cpp).
+#if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 
 #include <cmath>
@@ -15,7 +16,9 @@ namespace {
 // for e^r (Cephes' expf coefficients, ~1 ulp); clamps like expf (−inf → 0).
 inline __m256 exp256(__m256 x) {
   const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-103.972084f);
-  const __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);  // e^x < 2^-150: exactly 0 (and −inf → 0)
+  // Results below FLT_MIN are flushed to 0 (−inf → 0 too): a denormal softmax weight adds
+  // nothing visible and would cost microcode assists in the GEMM on some CPUs.
+  const __m256 underflow = _mm256_cmp_ps(x, _mm256_set1_ps(-87.33654475f), _CMP_LT_OQ);
   x = _mm256_min_ps(x, hi);
   x = _mm256_max_ps(x, lo);
   __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
@@ -247,3 +250,4 @@ void affine_row(float* y, const float* x, int64_t n, float s, float t) {
 }
 
 }  // namespace pia::cpu::avx2
+#endif  // x86

@@ -12,6 +12,7 @@
 
 #include "core/errors.h"
 #include "core/tensor.h"
+#include "core/thread_pool.h"
 #include "harness.h"
 #include "cpu/host_allocator.h"
 #include "ops/backend.h"
@@ -557,4 +558,29 @@ PIA_TEST(cpu_output_blocks_are_reused) {
   EXPECT(w.raw() != z.raw() && z.data<float>()[9] == 3.f * x.data<float>()[9]);
   pia::cpu::release_cached();
   EXPECT(pia::cpu::cached_bytes() == 0);
+}
+
+PIA_TEST(cpu_results_independent_of_thread_count) {
+  // Work is split between threads without changing any summation order, so results are
+  // bit-identical whatever the pool size (the attention path choice depends on it too).
+  Tensor x = randn({3, 50, 96}), w = randn({70, 96}), b = randn({70});
+  Tensor img = randn({3, 24, 9, 11}), cw = randn({17, 24, 3, 3}), cb = randn({17});
+  Tensor q = randn({3, 40, 64}), k = randn({3, 300, 64}), v = randn({3, 300, 64});
+  Tensor qs = randn({9, 16, 64}), ks = randn({9, 16, 64}), vs = randn({9, 16, 64});
+  Tensor q1 = randn({1, 130, 64});
+  AttentionParams p;
+  p.heads = 4;
+  p.scale = 0.125f;
+  auto run = [&] {
+    return std::vector<Tensor>{be().linear(x, w, b, Activation::GELU), be().conv2d(img, cw, cb, Conv2dParams::same(1)),
+                               be().attention(q, k, v, p), be().attention(qs, ks, vs, p),
+                               be().attention(q1, k.narrow(0, 0, 1), v.narrow(0, 0, 1), p),
+                               be().group_norm(img, 4, Tensor(), Tensor(), 1e-5f, Activation::SiLU)};
+  };
+  ThreadPool::set_global_threads(1);
+  const std::vector<Tensor> one = run();
+  ThreadPool::set_global_threads(3);
+  const std::vector<Tensor> three = run();
+  ThreadPool::set_global_threads(ThreadPool::default_threads());
+  for (size_t i = 0; i < one.size(); ++i) EXPECT(std::memcmp(one[i].raw(), three[i].raw(), one[i].nbytes()) == 0);
 }
