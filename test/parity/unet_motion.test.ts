@@ -194,6 +194,18 @@ describe('UNetMotionModel load errors', () => {
     }
   });
 
+  test('a truncated weight file is E_WEIGHTS_CORRUPT naming the file', async () => {
+    const folder = join(dir, 'truncated');
+    mkdirSync(folder, { recursive: true });
+    copyFileSync(join(unetDir, 'config.json'), join(folder, 'config.json'));
+    const bytes = readFileSync(unetWeights);
+    const file = join(folder, 'diffusion_pytorch_model.safetensors');
+    writeFileSync(file, bytes.subarray(0, bytes.length - 1000));
+    const err = await loadError(folder);
+    assert.equal(err.code, 'E_WEIGHTS_CORRUPT');
+    assert.equal(err.file, file);
+  });
+
   test('a missing key is E_WEIGHTS_MISMATCH naming it', async () => {
     const key = 'up_blocks.1.attentions.2.transformer_blocks.0.attn2.to_k.weight';
     const folder = brokenUnet('missing', (t) => t.delete(key));
