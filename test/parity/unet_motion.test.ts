@@ -5,6 +5,7 @@ import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { narrowBF16, narrowF16, widenBF16, widenF16 } from '../../lib/io/float16.js';
 import { readSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
 import { MotionAdapter } from '../../lib/models/motion_adapter.js';
 import { UNet2DConditionModel } from '../../lib/models/unet_2d_condition_model.js';
@@ -191,6 +192,45 @@ describe('UNetMotionModel load errors', () => {
       });
     } finally {
       model.dispose();
+    }
+  });
+
+  // fp16 / bf16 checkpoints (diffusers' `variant="fp16"`) are widened exactly at load: a model from
+  // half-precision files must equal, bit for bit, one from f32 files holding the widened values.
+  test('f16 and bf16 weight files give exactly the widened-f32 result', async () => {
+    const adapterDir = fixture('models', 'tiny-motion-adapter');
+    const sample = { data: new Float32Array(2 * 9 * 2 * 4 * 4).map((_, i) => Math.sin(i)), shape: [2, 9, 2, 4, 4] };
+    const ehs = { data: new Float32Array(2 * 77 * 32).map((_, i) => Math.cos(i * 0.3)), shape: [2, 77, 32] };
+    async function run(tag: string, dtype: 'F16' | 'BF16' | 'F32'): Promise<Float32Array> {
+      const write = (srcDir: string, name: string) => {
+        const src = readSafetensors(join(srcDir, 'diffusion_pytorch_model.safetensors'));
+        const tensors: Record<string, { dtype: 'F16' | 'BF16' | 'F32'; data: Uint16Array | Float32Array; shape: number[] }> = {};
+        for (const n of src.names()) {
+          const values = src.get(n).toFloat32();
+          const half = dtype === 'BF16' ? narrowBF16(values) : narrowF16(values);
+          const shape = [...src.get(n).shape];
+          tensors[n] = dtype === 'F32'
+            ? { dtype, shape, data: tag.endsWith('bf16') ? widenBF16(narrowBF16(values)) : widenF16(narrowF16(values)) }
+            : { dtype, shape, data: half };
+        }
+        const folder = join(dir, `${tag}-${name}`);
+        mkdirSync(folder, { recursive: true });
+        copyFileSync(join(srcDir, 'config.json'), join(folder, 'config.json'));
+        saveSafetensors(join(folder, 'diffusion_pytorch_model.safetensors'), tensors);
+        return folder;
+      };
+      const model = await UNetMotionModel.fromUnet2d(write(unetDir, 'unet'), await MotionAdapter.fromPretrained(write(adapterDir, 'adapter')));
+      try {
+        return (await model.forward(sample, 321, ehs)).data;
+      } finally {
+        model.dispose();
+      }
+    }
+    for (const half of ['F16', 'BF16'] as const) {
+      const fromHalf = await run(half.toLowerCase(), half);
+      const fromWidened = await run(`widened-${half.toLowerCase()}`, 'F32');
+      assert.ok(fromHalf.every(Number.isFinite));
+      assert.deepEqual(fromHalf, fromWidened, `${half} weights`);
     }
   });
 
