@@ -356,7 +356,6 @@ export class PIAPipeline {
     if (timesteps.length === 0) {
       throw invalidArgument('strength', `strength ${strength} with ${numInferenceSteps} steps leaves no denoising step`);
     }
-    let numSteps = numInferenceSteps - tStart;
 
     // 5. Latents: the first draw from the generator.
     const h = height / vsf, w = width / vsf;
@@ -436,14 +435,13 @@ export class PIAPipeline {
           latents = freqMix3d(zT, zRand, lpf);
         }
         if (fi.useFastSampling) {
-          numSteps = Math.floor((numInferenceSteps / fi.numIters) * (it + 1));
-          scheduler.setTimesteps(numSteps);
+          // Coarse-to-fine: more steps each iteration (this ignores strength, as diffusers does).
+          scheduler.setTimesteps(Math.floor((numInferenceSteps / fi.numIters) * (it + 1)));
           timesteps = [...scheduler.timesteps];
         }
         latents = await denoise(latents, timesteps, it, fi.numIters);
       }
     }
-    void numSteps;
 
     const outputType = o.outputType ?? 'frames';
     if (outputType === 'latent') return { frames: latents };
