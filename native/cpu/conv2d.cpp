@@ -72,10 +72,11 @@ struct Im2colPanels {
 
 }  // namespace
 
-void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,
-            int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo) {
+void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const void* w_data, DType w_dtype, int64_t Cout,
+            int64_t kh, int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo) {
   const int64_t K = Cin * kh * kw;
   const int64_t P = Ho * Wo;
+  const MatrixRef w{w_data, K, w_dtype};
   const bool pointwise = kh == 1 && kw == 1 && p.stride == 1 && p.pad_top == 0 && p.pad_left == 0 &&
                          p.pad_bottom == 0 && p.pad_right == 0;
   GemmEpilogue ep;
@@ -85,7 +86,7 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
     // weights are packed once rather than once per image, into [Cout, N·P], then scattered to NCHW.
     Scratch& tmp = batch_scratch();
     float* c = tmp.get(size_t(Cout * N * P));
-    gemm_implicit_b(Cout, N * P, K, w, K, Im2colPanels{x, Cin, H, W, kh, kw, Wo, P, N, p}, c, N * P, false, ep);
+    gemm_implicit_b(Cout, N * P, K, w, Im2colPanels{x, Cin, H, W, kh, kw, Wo, P, N, p}, c, N * P, false, ep);
     parallel_for(0, N * Cout, 16, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {
         const int64_t n = t / Cout, co = t % Cout;
@@ -98,9 +99,9 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
     const float* xn = x + n * Cin * H * W;
     float* yn = y + n * Cout * P;
     if (pointwise) {
-      gemm(Cout, P, K, w, K, xn, P, false, yn, P, false, ep);
+      gemm(Cout, P, K, w, MatrixRef{xn, P}, false, yn, P, false, ep);
     } else {
-      gemm_implicit_b(Cout, P, K, w, K, Im2colPanels{xn, Cin, H, W, kh, kw, Wo, P, 1, p}, yn, P, false, ep);
+      gemm_implicit_b(Cout, P, K, w, Im2colPanels{xn, Cin, H, W, kh, kw, Wo, P, 1, p}, yn, P, false, ep);
     }
   }
 }

@@ -63,6 +63,17 @@ Shape broadcast_strides(const Tensor& t, const Shape& out) {
   return s;
 }
 
+// A weight operand: f16/bf16 kept as stored (the kernels widen them while packing), made
+// contiguous when it is a view.
+Tensor weight(const Tensor& t, const char* op) {
+  if (!t.defined()) bad(op, "weight is undefined");
+  if (t.device() != Device::CPU) bad(op, "weight is not a CPU tensor");
+  if (t.is_contiguous()) return t;
+  Tensor c = cpu::new_tensor(t.shape(), t.dtype());
+  if (t.numel()) cpu::strided_copy(t.raw(), t.shape(), t.strides(), c.raw(), dtype_size(t.dtype()));
+  return c;
+}
+
 // Strided views are fine for binary(); only the dtype needs to be float32.
 Tensor f32_view(const Tensor& t, const char* op, const char* what) {
   if (!t.defined()) bad(op, std::string(what) + " is undefined");
@@ -74,10 +85,12 @@ class CpuBackend final : public Backend {
   std::string name() const override { return "cpu"; }
   Device device() const override { return Device::CPU; }
 
+  // Weights stay as stored (a borrowed, mmapped checkpoint is not even copied): f16/bf16 ones are
+  // widened to float32 while the GEMM packs them, which halves resident memory for half-precision
+  // checkpoints at the cost of a conversion pass per use (under 1% of a UNet forward).
   Tensor upload(const Tensor& host) override {
-    if (!host.defined()) return host;
-    // Widened once here: the kernels are float32 throughout.
-    return host.to(DType::F32);
+    if (!host.defined() || host.is_contiguous()) return host;
+    return contiguous(host);
   }
   Tensor from_host(const Tensor& host) override { return copy_of(f32(host, "from_host", "x")); }
   Tensor to_host(const Tensor& x) override { return f32(x, "to_host", "x"); }
@@ -125,7 +138,7 @@ class CpuBackend final : public Backend {
   }
 
   Tensor linear(const Tensor& x_, const Tensor& w_, const Tensor& b_, Activation act) override {
-    Tensor x = f32(x_, "linear", "x"), w = f32(w_, "linear", "weight");
+    Tensor x = f32(x_, "linear", "x"), w = weight(w_, "linear");
     if (w.dim() != 2 || x.dim() < 1 || x.size(-1) != w.size(1)) {
       bad("linear", "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
     }
@@ -141,7 +154,8 @@ class CpuBackend final : public Backend {
     cpu::GemmEpilogue ep;
     ep.col_bias = opt_ptr(b);
     ep.act = act;
-    cpu::gemm(rows, out, in, x.data<float>(), in, w.data<float>(), in, true, y.data<float>(), out, false, ep);
+    cpu::gemm(rows, out, in, cpu::MatrixRef{x.raw(), in}, cpu::MatrixRef{w.raw(), in, w.dtype()}, true, y.data<float>(),
+              out, false, ep);
     return y;
   }
 
@@ -163,7 +177,7 @@ class CpuBackend final : public Backend {
   }
 
   Tensor conv2d(const Tensor& x_, const Tensor& w_, const Tensor& b_, const Conv2dParams& p) override {
-    Tensor x = f32(x_, "conv2d", "x"), w = f32(w_, "conv2d", "weight");
+    Tensor x = f32(x_, "conv2d", "x"), w = weight(w_, "conv2d");
     if (x.dim() != 4 || w.dim() != 4 || x.size(1) != w.size(1)) {
       bad("conv2d", "x " + shape_str(x.shape()) + " does not match weight " + shape_str(w.shape()));
     }
@@ -181,7 +195,7 @@ class CpuBackend final : public Backend {
     const int64_t Wo = (W + p.pad_left + p.pad_right - kw) / p.stride + 1;
     if (Ho <= 0 || Wo <= 0) bad("conv2d", "kernel larger than padded input");
     Tensor y = cpu::new_tensor({N, Co, Ho, Wo});
-    cpu::conv2d(x.data<float>(), N, C, H, W, w.data<float>(), Co, kh, kw, opt_ptr(b), p, y.data<float>(), Ho, Wo);
+    cpu::conv2d(x.data<float>(), N, C, H, W, w.raw(), w.dtype(), Co, kh, kw, opt_ptr(b), p, y.data<float>(), Ho, Wo);
     return y;
   }
 
@@ -304,13 +318,14 @@ class CpuBackend final : public Backend {
   }
 
   Tensor embedding(const Tensor& table_, const std::vector<int64_t>& ids) override {
-    Tensor table = f32(table_, "embedding", "table");
+    Tensor table = weight(table_, "embedding");
     if (table.dim() != 2) bad("embedding", "table must be [V, D]");
     const int64_t V = table.size(0), D = table.size(1);
     Tensor y = cpu::new_tensor({int64_t(ids.size()), D});
     for (size_t i = 0; i < ids.size(); ++i) {
       if (ids[i] < 0 || ids[i] >= V) bad("embedding", "id " + std::to_string(ids[i]) + " out of range [0, " + std::to_string(V) + ")");
-      std::copy(table.data<float>() + ids[i] * D, table.data<float>() + (ids[i] + 1) * D, y.data<float>() + int64_t(i) * D);
+      // only the rows asked for are widened (CLIP's table is 49408 × 768)
+      cpu::widen(table.raw(), table.dtype(), ids[i] * D, D, y.data<float>() + int64_t(i) * D);
     }
     return y;
   }

@@ -20,23 +20,33 @@ namespace {
 constexpr int64_t KC = 384, MC = 96, NC = 3072;
 static_assert(MC % kMR == 0 && NC % kNR == 0, "blocks are whole micro-tiles");
 
-void pack_b_panel(const float* B, int64_t ldb, bool trans_b, int64_t k0, int64_t kc, int64_t j0, int64_t N,
-                  float* dst) {
-  const int64_t nj = std::min(kNR, N - j0);
+void pack_b_panel(MatrixRef B, bool trans_b, int64_t k0, int64_t kc, int64_t j0, int64_t N, float* dst) {
+  const int64_t nj = std::min(kNR, N - j0), ldb = B.ld;
+  const float* Bf = static_cast<const float*>(B.data);
   if (trans_b) {
+    thread_local Scratch row;
+    float* tmp = B.dtype == DType::F32 ? nullptr : row.get(size_t(kc));
     for (int64_t j = 0; j < nj; ++j) {
-      const float* src = B + (j0 + j) * ldb + k0;
+      const float* src;
+      if (tmp) {
+        widen(B.data, B.dtype, (j0 + j) * ldb + k0, kc, tmp);
+        src = tmp;
+      } else {
+        src = Bf + (j0 + j) * ldb + k0;
+      }
       for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = src[k];
     }
     for (int64_t j = nj; j < kNR; ++j)
       for (int64_t k = 0; k < kc; ++k) dst[k * kNR + j] = 0.f;
   } else {
     for (int64_t k = 0; k < kc; ++k) {
-      const float* src = B + (k0 + k) * ldb + j0;
       float* d = dst + k * kNR;
-      int64_t j = 0;
-      for (; j < nj; ++j) d[j] = src[j];
-      for (; j < kNR; ++j) d[j] = 0.f;
+      if (B.dtype == DType::F32) {
+        std::memcpy(d, Bf + (k0 + k) * ldb + j0, size_t(nj) * sizeof(float));
+      } else {
+        widen(B.data, B.dtype, (k0 + k) * ldb + j0, nj, d);
+      }
+      for (int64_t j = nj; j < kNR; ++j) d[j] = 0.f;
     }
   }
 }
@@ -55,12 +65,20 @@ void apply_epilogue(const GemmEpilogue& ep, float* c, int64_t ldc, int64_t i0, i
   }
 }
 
-void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+void pack_a_block(MatrixRef A, int64_t i0, int64_t mc, int64_t k0, int64_t kc, float* dst) {
+  thread_local Scratch row;
+  float* tmp = A.dtype == DType::F32 ? nullptr : row.get(size_t(kc));
   for (int64_t r = 0; r < mc; r += kMR) {
     const int64_t ni = std::min(kMR, mc - r);
     float* d = dst + r * kc;
     for (int64_t i = 0; i < ni; ++i) {
-      const float* src = A + (i0 + r + i) * lda + k0;
+      const float* src;
+      if (tmp) {
+        widen(A.data, A.dtype, (i0 + r + i) * A.ld + k0, kc, tmp);
+        src = tmp;
+      } else {
+        src = static_cast<const float*>(A.data) + (i0 + r + i) * A.ld + k0;
+      }
       for (int64_t k = 0; k < kc; ++k) d[k * kMR + i] = src[k];
     }
     for (int64_t i = ni; i < kMR; ++i)
@@ -70,16 +88,35 @@ void pack_a_block(const float* A, int64_t lda, int64_t i0, int64_t mc, int64_t k
 
 }  // namespace
 
-void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
-          float* C, int64_t ldc, bool accumulate, const GemmEpilogue& ep) {
-  gemm_implicit_b(
-      M, N, K, A, lda,
-      [&](int64_t k0, int64_t kc, int64_t j0, float* dst) { pack_b_panel(B, ldb, trans_b, k0, kc, j0, N, dst); }, C,
-      ldc, accumulate, ep);
+void widen(const void* src, DType dtype, int64_t offset, int64_t n, float* out) {
+  switch (dtype) {
+    case DType::F32: std::memcpy(out, static_cast<const float*>(src) + offset, size_t(n) * sizeof(float)); return;
+    case DType::F16: widen_f16(static_cast<const uint16_t*>(src) + offset, out, n); return;
+    case DType::BF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(src) + offset;
+      for (int64_t i = 0; i < n; ++i) {
+        const uint32_t u = uint32_t(h[i]) << 16;
+        std::memcpy(out + i, &u, 4);
+      }
+      return;
+    }
+  }
 }
 
-void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
-                     int64_t ldc, bool accumulate, const GemmEpilogue& ep) {
+void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
+          float* C, int64_t ldc, bool accumulate, const GemmEpilogue& ep) {
+  gemm(M, N, K, MatrixRef{A, lda}, MatrixRef{B, ldb}, trans_b, C, ldc, accumulate, ep);
+}
+
+void gemm(int64_t M, int64_t N, int64_t K, MatrixRef A, MatrixRef B, bool trans_b, float* C, int64_t ldc,
+          bool accumulate, const GemmEpilogue& ep) {
+  gemm_implicit_b(
+      M, N, K, A, [&](int64_t k0, int64_t kc, int64_t j0, float* dst) { pack_b_panel(B, trans_b, k0, kc, j0, N, dst); },
+      C, ldc, accumulate, ep);
+}
+
+void gemm_implicit_b(int64_t M, int64_t N, int64_t K, MatrixRef A, const PackB& pack_b, float* C, int64_t ldc,
+                     bool accumulate, const GemmEpilogue& ep) {
   if (M <= 0 || N <= 0) return;
   const bool has_ep = ep.row_bias || ep.col_bias || ep.act != Activation::None;
   if (K <= 0) {
@@ -117,7 +154,7 @@ void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t ld
           const int64_t ic = (t / nchunks) * MC, mc = std::min(MC, M - ic);
           const int64_t p0 = (t % nchunks) * chunk, p1 = std::min(panels, p0 + chunk);
           if (ic != packed_ic) {
-            pack_a_block(A, lda, ic, mc, pc, kc, ap);
+            pack_a_block(A, ic, mc, pc, kc, ap);
             packed_ic = ic;
           }
           for (int64_t p = p0; p < p1; ++p) {

@@ -17,21 +17,34 @@ struct GemmEpilogue {
   Activation act = Activation::None;
 };
 
+// A row-major matrix operand: float32, or f16/bf16 weights kept as stored and widened while
+// they are packed (so a half-precision checkpoint is never copied to float32 in memory).
+struct MatrixRef {
+  const void* data;
+  int64_t ld;
+  DType dtype = DType::F32;
+};
+
 // C[M,N] (row stride ldc) = A[M,K] (lda) · op(B)  (+= when accumulate), then the epilogue
 // op(B) = B [K,N] (ldb), or Bᵀ with B stored [N,K] (ldb) when trans_b.
 // Multi-threaded over the global pool; runs inline when called from inside a worker.
 void gemm(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const float* B, int64_t ldb, bool trans_b,
           float* C, int64_t ldc, bool accumulate, const GemmEpilogue& ep = {});
+void gemm(int64_t M, int64_t N, int64_t K, MatrixRef A, MatrixRef B, bool trans_b, float* C, int64_t ldc,
+          bool accumulate, const GemmEpilogue& ep = {});
 // The same with B never materialised (implicit GEMM): pack_b(k0, kc, j0, dst) writes rows
 // [k0, k0+kc) of columns [j0, j0+kGemmNR) of B into dst[kc][kGemmNR], zeros past column N.
 constexpr int64_t kGemmNR = 16;
 using PackB = std::function<void(int64_t k0, int64_t kc, int64_t j0, float* dst)>;
-void gemm_implicit_b(int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
-                     int64_t ldc, bool accumulate, const GemmEpilogue& ep = {});
+void gemm_implicit_b(int64_t M, int64_t N, int64_t K, MatrixRef A, const PackB& pack_b, float* C, int64_t ldc,
+                     bool accumulate, const GemmEpilogue& ep = {});
 
-// torch.nn.Conv2d (groups=1, dilation=1). x [N,Cin,H,W], w [Cout,Cin,kh,kw], bias [Cout] or null.
-void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const float* w, int64_t Cout, int64_t kh,
-            int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo);
+// out[0, n) = float(src[offset, offset + n)) for a float32/f16/bf16 buffer.
+void widen(const void* src, DType dtype, int64_t offset, int64_t n, float* out);
+
+// torch.nn.Conv2d (groups=1, dilation=1). x [N,Cin,H,W], w [Cout,Cin,kh,kw] (f32/f16/bf16), bias [Cout] or null.
+void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const void* w, DType w_dtype, int64_t Cout,
+            int64_t kh, int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo);
 
 // torch.nn.GroupNorm on x [N, C, S] (S = spatial size), then `act`.
 void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, const float* gamma, const float* beta,

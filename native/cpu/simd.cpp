@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../core/dtype.h"
 #include "cpu_features.h"
 
 namespace pia::cpu {
@@ -116,6 +117,14 @@ void moments(const float* x, int64_t n, double& mean, double& var) {
 void affine_row(float* y, const float* x, int64_t n, float s, float t) {
   PIA_AVX2(affine_row(y, x, n, s, t));
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] * s + t;
+}
+
+void widen_f16(const uint16_t* src, float* dst, int64_t n) {
+#if defined(__x86_64__) || defined(__i386__)
+  static const bool f16c = use_avx2() && cpu_features().f16c;
+  if (f16c) return avx2::widen_f16(src, dst, n);
+#endif
+  for (int64_t i = 0; i < n; ++i) dst[i] = f16_to_f32(src[i]);
 }
 
 }  // namespace pia::cpu

@@ -36,6 +36,8 @@ void geglu_row(const float* a, const float* g, float* y, int64_t n);
 void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
 // Mean and biased variance of x[0, n) in double (two passes: Σx, then Σ(x − mean)²).
 void moments(const float* x, int64_t n, double& mean, double& var);
+// dst = float(src) for IEEE half (F16C when available).
+void widen_f16(const uint16_t* src, float* dst, int64_t n);
 // y = x · s + t.
 void affine_row(float* y, const float* x, int64_t n, float s, float t);
 
@@ -53,6 +55,7 @@ void geglu_row(const float* a, const float* g, float* y, int64_t n);
 void softmax_panel(float* s, int64_t nk, int64_t rows, float scale, float* m, float* l, float* corr);
 void moments(const float* x, int64_t n, double& mean, double& var);
 void affine_row(float* y, const float* x, int64_t n, float s, float t);
+void widen_f16(const uint16_t* src, float* dst, int64_t n);
 }  // namespace avx2
 
 }  // namespace pia::cpu

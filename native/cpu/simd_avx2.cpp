@@ -249,5 +249,12 @@ void affine_row(float* y, const float* x, int64_t n, float s, float t) {
   for (; i < n; ++i) y[i] = x[i] * s + t;
 }
 
+void widen_f16(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i))));
+  for (; i < n; ++i) dst[i] = _cvtsh_ss(src[i]);
+}
+
 }  // namespace pia::cpu::avx2
 #endif  // x86

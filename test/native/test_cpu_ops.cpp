@@ -537,6 +537,12 @@ PIA_TEST(cpu_contiguous_views) {
   Tensor a = be().linear(x.permute({0, 2, 1}), w, Tensor());
   Tensor b = be().linear(x.permute({0, 2, 1}).contiguous(), w, Tensor());
   EXPECT(std::memcmp(a.raw(), b.raw(), b.nbytes()) == 0);
+  // Half-precision weights stay half in memory after upload(); a view of one is packed correctly.
+  Tensor wh = randn({16, 5}).to(DType::F16);
+  EXPECT(be().upload(wh).dtype() == DType::F16);
+  Tensor c = be().linear(x.permute({0, 2, 1}), wh.permute({1, 0}), Tensor());
+  Tensor d = be().linear(x.permute({0, 2, 1}), wh.permute({1, 0}).contiguous().to(DType::F32), Tensor());
+  EXPECT(std::memcmp(c.raw(), d.raw(), d.nbytes()) == 0);
 }
 
 PIA_TEST(cpu_output_blocks_are_reused) {
