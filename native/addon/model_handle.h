@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <atomic>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -75,10 +76,38 @@ inline Napi::Value cancel_token(const Napi::CallbackInfo& info) {
   });
 }
 
-// (configJson: string, weightPaths: string[]) as the load functions take them.
+// One weight file as the load functions take it: a path (every tensor under its own name), or
+// { path, keyMap } where keyMap is JSON {"keys": {diffusersKey: fileKey, ...}, "squeeze": [diffusersKey, ...]}
+// computed in lib/loaders (e.g. a single-file LDM checkpoint): only the mapped tensors are registered.
+struct WeightSource {
+  std::string path;
+  std::string key_map_json;  // empty: the file's own keys
+};
+
+inline std::vector<WeightSource> weight_sources(Napi::Env env, const Napi::Value& v, const std::string& what) {
+  if (!v.IsArray()) throw type_error(env, what + " must be an array of paths or { path, keyMap } objects");
+  Napi::Array a = v.As<Napi::Array>();
+  std::vector<WeightSource> out;
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value p = a.Get(i);
+    if (p.IsString()) {
+      out.push_back({p.As<Napi::String>().Utf8Value(), {}});
+    } else if (p.IsObject() && p.As<Napi::Object>().Get("path").IsString() &&
+               p.As<Napi::Object>().Get("keyMap").IsString()) {
+      Napi::Object o = p.As<Napi::Object>();
+      out.push_back({o.Get("path").As<Napi::String>().Utf8Value(), o.Get("keyMap").As<Napi::String>().Utf8Value()});
+    } else {
+      throw type_error(env, what + " must hold paths or { path: string, keyMap: string } objects");
+    }
+  }
+  if (out.empty()) throw type_error(env, what + " is empty");
+  return out;
+}
+
+// (configJson: string, weightSources) as the load functions take them.
 struct LoadArgs {
   std::string config_json;
-  std::vector<std::string> weight_paths;
+  std::vector<WeightSource> weight_paths;
 };
 
 inline LoadArgs load_args(const Napi::CallbackInfo& info, const char* what) {
@@ -88,13 +117,7 @@ inline LoadArgs load_args(const Napi::CallbackInfo& info, const char* what) {
   }
   LoadArgs a;
   a.config_json = info[0].As<Napi::String>().Utf8Value();
-  Napi::Array paths = info[1].As<Napi::Array>();
-  for (uint32_t i = 0; i < paths.Length(); ++i) {
-    Napi::Value p = paths.Get(i);
-    if (!p.IsString()) throw type_error(env, std::string(what) + ": weightPaths must hold strings");
-    a.weight_paths.push_back(p.As<Napi::String>().Utf8Value());
-  }
-  if (a.weight_paths.empty()) throw type_error(env, std::string(what) + ": weightPaths is empty");
+  a.weight_paths = weight_sources(env, info[1], std::string(what) + ": weightPaths");
   return a;
 }
 
@@ -107,8 +130,41 @@ inline JsonValue parse_config(const std::string& text) {
   }
 }
 
-inline void add_weight_files(WeightStore& store, const std::vector<std::string>& paths) {
-  for (const auto& p : paths) store.add_file(SafetensorsFile::open(p));
+inline std::vector<WeightStore::KeyAlias> parse_key_map(const std::string& text, const std::string& path) {
+  JsonValue j;
+  try {
+    j = parse_json(text.data(), text.size());
+  } catch (const std::exception& e) {
+    throw_error("E_INVALID_ARGUMENT", std::string("key map of ") + path + " is not valid JSON: " + e.what(), {}, path);
+  }
+  const JsonValue* keys = j.get("keys");
+  if (!keys || !keys->is_object()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": expected {\"keys\": {...}}", {}, path);
+  std::vector<WeightStore::KeyAlias> out;
+  std::map<std::string, size_t> index;
+  for (const auto& kv : keys->object) {
+    if (!kv.second.is_string()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": '" + kv.first + "' must map to a string", kv.first, path);
+    index[kv.first] = out.size();
+    out.push_back({kv.first, kv.second.string, false});
+  }
+  if (const JsonValue* sq = j.get("squeeze")) {
+    if (!sq->is_array()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": squeeze must be an array", {}, path);
+    for (const auto& k : sq->array) {
+      auto it = k.is_string() ? index.find(k.string) : index.end();
+      if (it == index.end()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": squeeze names an unmapped key", {}, path);
+      out[it->second].squeeze = true;
+    }
+  }
+  return out;
+}
+
+inline void add_weight_files(WeightStore& store, const std::vector<WeightSource>& sources) {
+  for (const auto& s : sources) {
+    if (s.key_map_json.empty()) {
+      store.add_file(SafetensorsFile::open(s.path));
+    } else {
+      store.add_file_mapped(SafetensorsFile::open(s.path), parse_key_map(s.key_map_json, s.path));
+    }
+  }
 }
 
 }  // namespace pia::addon

@@ -21,19 +21,6 @@ using nn::UNetMotionModelConfig;
 
 const napi_type_tag kUNetMotionTag = {0x7c1e52a9b3d04f6eull, 0x9a08c4f2e61d3b75ull};
 
-std::vector<std::string> string_array(Napi::Env env, const Napi::Value& v, const char* what) {
-  if (!v.IsArray()) throw type_error(env, std::string(what) + " must be an array of paths");
-  Napi::Array a = v.As<Napi::Array>();
-  std::vector<std::string> out;
-  for (uint32_t i = 0; i < a.Length(); ++i) {
-    Napi::Value p = a.Get(i);
-    if (!p.IsString()) throw type_error(env, std::string(what) + " must hold strings");
-    out.push_back(p.As<Napi::String>().Utf8Value());
-  }
-  if (out.empty()) throw type_error(env, std::string(what) + " is empty");
-  return out;
-}
-
 // (unetConfigJson, unetWeightPaths, adapterConfigJson, adapterWeightPaths)
 Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -44,13 +31,13 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     }
     struct Args {
       std::string unet_config, adapter_config;
-      std::vector<std::string> unet_paths, adapter_paths;
+      std::vector<WeightSource> unet_paths, adapter_paths;
     };
     auto args = std::make_shared<Args>();
     args->unet_config = info[0].As<Napi::String>().Utf8Value();
-    args->unet_paths = string_array(env, info[1], "unetWeightPaths");
+    args->unet_paths = weight_sources(env, info[1], "unetWeightPaths");
     args->adapter_config = info[2].As<Napi::String>().Utf8Value();
-    args->adapter_paths = string_array(env, info[3], "adapterWeightPaths");
+    args->adapter_paths = weight_sources(env, info[3], "adapterWeightPaths");
     auto model = std::make_shared<std::shared_ptr<const UNetMotionModel>>();
     return run_async(
         env,

@@ -17,6 +17,15 @@ class WeightStore {
  public:
   // Every tensor of the file becomes available under its own name (sharded checkpoints: add each shard).
   void add_file(std::shared_ptr<SafetensorsFile> file, const std::string& prefix_to_strip = {});
+  // Tensors of a file registered under other names (a single-file checkpoint's LDM keys mapped to
+  // diffusers keys in lib/loaders): borrowed views, nothing copied. `squeeze` drops trailing 1-sized
+  // dims of a 4-D tensor ([C,C,1,1] 1x1-conv weights read as Linear [C,C]); a view since it is
+  // contiguous. File tensors the map does not name are not registered.
+  struct KeyAlias {
+    std::string key, file_key;
+    bool squeeze = false;
+  };
+  void add_file_mapped(std::shared_ptr<SafetensorsFile> file, const std::vector<KeyAlias>& aliases);
   // A tensor made elsewhere (key-converted or fused weights).
   void put(const std::string& key, Tensor t);
   bool has(const std::string& key) const;
@@ -38,7 +47,11 @@ class WeightStore {
     std::shared_ptr<SafetensorsFile> file;
     std::string file_key;
     Tensor tensor;  // when put() directly
+    bool squeeze = false;
   };
+  Shape entry_shape(const Entry& e) const;
+  // " (file key 'x')" when a mapped entry's file name differs from its key: errors name both.
+  static std::string origin(const std::string& key, const Entry& e);
   std::map<std::string, Entry> entries_;
   std::set<std::string> used_, ignored_;
   std::vector<std::string> ignored_prefixes_;
