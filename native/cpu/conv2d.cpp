@@ -6,17 +6,12 @@
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
-#include "scratch.h"
+#include "host_allocator.h"
 #include "simd.h"
 
 namespace pia::cpu {
 
 namespace {
-
-Scratch& batch_scratch() {
-  thread_local Scratch s;
-  return s;
-}
 
 // Columns are output pixels of `images` consecutive images (j = image·P + pixel).
 struct Im2colPanels {
@@ -84,8 +79,8 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
   if (N > 1 && P <= 1024) {
     // Small images (the UNet's 8×8 and 16×16 levels): one GEMM over the whole batch, so the
     // weights are packed once rather than once per image, into [Cout, N·P], then scattered to NCHW.
-    Scratch& tmp = batch_scratch();
-    float* c = tmp.get(size_t(Cout * N * P));
+    Tensor tmp = new_tensor({Cout, N * P});  // from the block cache, like the output
+    float* c = tmp.data<float>();
     gemm_implicit_b(Cout, N * P, K, w, Im2colPanels{x, Cin, H, W, kh, kw, Wo, P, N, p}, c, N * P, false, ep);
     parallel_for(0, N * Cout, 16, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t) {

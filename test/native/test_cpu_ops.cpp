@@ -2,6 +2,7 @@
 // (ggml's test-backend-ops idea): one table of cases, normalised MSE with a per-op threshold.
 // Sizes are deliberately odd so that SIMD tails and block edges are exercised.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <complex>
 #include <cstdio>
@@ -52,11 +53,40 @@ double nmse(const Tensor& y, const std::vector<double>& ref) {
   return den > 0 ? num / den : num;
 }
 
+// `pia_native_tests cpu_ --perf` also prints how long each checked op call took (never asserted).
+bool perf_mode() {
+  static const bool on = [] {
+    std::FILE* f = std::fopen("/proc/self/cmdline", "rb");
+    if (!f) return false;
+    std::string all;
+    char buf[4096];
+    size_t n;
+    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) all.append(buf, n);
+    std::fclose(f);
+    return all.find(std::string("--perf\0", 7)) != std::string::npos;
+  }();
+  return on;
+}
+double g_op_ms = -1;
+template <typename F>
+Tensor timed(F f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  Tensor y = f();
+  g_op_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return y;
+}
+#define OP(expr) timed([&] { return (expr); })
+
 void check(const std::string& what, const Tensor& y, const Shape& shape, const std::vector<double>& ref,
            double threshold) {
   if (y.shape() != shape) pia::test::fail(what + ": shape " + shape_str(y.shape()) + " != " + shape_str(shape));
   const double e = nmse(y, ref);
-  std::printf("     %-58s nmse %.2e (max %.0e)\n", what.c_str(), e, threshold);
+  if (perf_mode() && g_op_ms >= 0) {
+    std::printf("     %-58s nmse %.2e (max %.0e) %9.3f ms\n", what.c_str(), e, threshold, g_op_ms);
+  } else {
+    std::printf("     %-58s nmse %.2e (max %.0e)\n", what.c_str(), e, threshold);
+  }
+  g_op_ms = -1;
   if (!(e <= threshold)) pia::test::fail(what + ": nmse " + std::to_string(e) + " > " + std::to_string(threshold));
 }
 
@@ -108,7 +138,7 @@ PIA_TEST(cpu_linear) {
     }
     // Both ways a weight can arrive: through upload() and raw (widened on the fly).
     for (bool up : {true, false}) {
-      Tensor y = be().linear(x, up ? be().upload(w) : w, c.bias ? b : Tensor(), c.act);
+      Tensor y = OP(be().linear(x, up ? be().upload(w) : w, c.bias ? b : Tensor(), c.act));
       char name[160];
       std::snprintf(name, sizeof name, "linear %lldx%lld->%lld %s %s %s%s", (long long)c.rows, (long long)c.in,
                     (long long)c.out, act_name(c.act), dtype_str(c.wt), c.bias ? "bias" : "nobias", up ? "" : " raw");
@@ -151,7 +181,7 @@ PIA_TEST(cpu_matmul) {
     char name[160];
     std::snprintf(name, sizeof name, "matmul %lld x %lldx%lldx%lld%s%s", (long long)c.B, (long long)c.M,
                   (long long)c.K, (long long)c.N, c.tb ? " trans_b" : "", c.a2d ? " a2d" : "");
-    check(name, be().matmul(a, b, c.tb), {c.B, c.M, c.N}, ref, kGemmTol);
+    check(name, OP(be().matmul(a, b, c.tb)), {c.B, c.M, c.N}, ref, kGemmTol);
   }
 }
 
@@ -199,7 +229,7 @@ PIA_TEST(cpu_conv2d) {
     std::snprintf(name, sizeof name, "conv2d %lldx%lldx%lldx%lld->%lld k%lld s%d pad %d,%d,%d,%d %s", (long long)c.N,
                   (long long)c.Cin, (long long)c.H, (long long)c.W, (long long)c.Cout, (long long)c.k, p.stride,
                   p.pad_top, p.pad_bottom, p.pad_left, p.pad_right, dtype_str(c.wt));
-    check(name, be().conv2d(x, be().upload(w), c.bias ? b : Tensor(), p), {c.N, c.Cout, Ho, Wo}, ref, kGemmTol);
+    check(name, OP(be().conv2d(x, be().upload(w), c.bias ? b : Tensor(), p)), {c.N, c.Cout, Ho, Wo}, ref, kGemmTol);
   }
 }
 
@@ -229,7 +259,7 @@ PIA_TEST(cpu_group_norm) {
       }
     check("group_norm " + shape_str(c.s) + " g" + std::to_string(c.groups) + " " + act_name(c.act) + " mean " +
               std::to_string(int(c.mean)),
-          be().group_norm(x, c.groups, g, b, eps, c.act), c.s, ref, kGemmTol);
+          OP(be().group_norm(x, c.groups, g, b, eps, c.act)), c.s, ref, kGemmTol);
   }
 }
 
@@ -247,7 +277,7 @@ PIA_TEST(cpu_layer_norm) {
       for (int64_t i = 0; i < D; ++i)
         ref[r * size_t(D) + size_t(i)] = (xr[r * size_t(D) + size_t(i)] - mu) / std::sqrt(var + 1e-5) * gr[size_t(i)] + br[size_t(i)];
     }
-    check("layer_norm " + shape_str(s), be().layer_norm(x, g, b, 1e-5f), s, ref, kGemmTol);
+    check("layer_norm " + shape_str(s), OP(be().layer_norm(x, g, b, 1e-5f)), s, ref, kGemmTol);
   }
 }
 
@@ -291,7 +321,7 @@ PIA_TEST(cpu_attention) {
     p.heads = int(c.H);
     p.scale = scale;
     p.causal = c.causal;
-    check(name, be().attention(q, k, v, p), {c.B, c.Sq, c.H * c.Dv}, ref, kGemmTol);
+    check(name, OP(be().attention(q, k, v, p)), {c.B, c.Sq, c.H * c.Dv}, ref, kGemmTol);
   }
 }
 
@@ -334,7 +364,7 @@ PIA_TEST(cpu_binary_and_add_) {
         const double x = at(ar, c.a, idx), y = at(br, c.b, idx);
         ref[f] = o == 0 ? x + y : o == 1 ? x - y : o == 2 ? x * y : x / y;
       }
-      check(std::string("binary ") + names[o] + " " + shape_str(c.a) + " " + shape_str(c.b), be().binary(ops[o], a, b),
+      check(std::string("binary ") + names[o] + " " + shape_str(c.a) + " " + shape_str(c.b), OP(be().binary(ops[o], a, b)),
             out, ref, kElemTol);
     }
     if (out == c.a) {
@@ -508,7 +538,7 @@ PIA_TEST(cpu_fourier_filter) {
       for (int64_t i = 0; i < H * W; ++i) ref[size_t(p * H * W + i)] = f[size_t(i)].real();
     }
     check("fourier_filter " + shape_str(c.s) + " thr " + std::to_string(c.thr),
-          be().fourier_filter(x, c.thr, c.scale), c.s, ref, kElemTol);
+          OP(be().fourier_filter(x, c.thr, c.scale)), c.s, ref, kElemTol);
   }
 }
 
