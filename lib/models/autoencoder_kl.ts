@@ -3,6 +3,7 @@
 import { PiaError, abortError, fromNativeError, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
 import type { NativeCancelToken, NativeModelHandle } from '../native/types.js';
+import type { WeightSource } from '../loaders/key_map.js';
 import { Generator } from '../random/generator.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder } from './model_files.js';
@@ -160,6 +161,27 @@ export class AutoencoderKL {
   /** 2^(len(block_out_channels) - 1), the pipelines' `vae_scale_factor`. */
   get scaleFactor(): number {
     return 2 ** (this.config.block_out_channels.length - 1);
+  }
+
+  /**
+   * A VAE from a config object and weight sources (files with key maps, e.g. the `first_stage_model.*`
+   * tensors of a single-file checkpoint; lib/loaders/single_file.ts).
+   */
+  static async fromWeightSources(
+    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } = {},
+  ): Promise<AutoencoderKL> {
+    throwIfAborted(options.signal);
+    let handle: NativeModelHandle;
+    try {
+      handle = await addon().autoencoderKL.load(JSON.stringify(config), sources);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    if (options.signal?.aborted) {
+      addon().autoencoderKL.dispose(handle);
+      throw abortError(options.signal);
+    }
+    return new AutoencoderKL(handle, vaeConfig(config));
   }
 
   get scalingFactor(): number {

@@ -2,6 +2,7 @@
 import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
 import type { NativeModelHandle } from '../native/types.js';
+import type { WeightSource } from '../loaders/key_map.js';
 import type { Tensor } from '../tensor.js';
 import { readModelFolder } from './model_files.js';
 
@@ -94,6 +95,27 @@ export class CLIPTextModel {
   /** Runs the encoder on token ids ([batch][seq_len], e.g. CLIPTokenizer's `inputIds`). */
   async encode(inputIds: number[][], options: CLIPTextEncodeOptions = {}): Promise<CLIPTextModelOutput> {
     const handle = this.#live();
+  /**
+   * A text encoder from a config object and weight sources (files with key maps, e.g. the
+   * `cond_stage_model.transformer.*` tensors of a single-file checkpoint; lib/loaders/single_file.ts).
+   */
+  static async fromWeightSources(
+    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } = {},
+  ): Promise<CLIPTextModel> {
+    throwIfAborted(options.signal);
+    let handle: NativeModelHandle;
+    try {
+      handle = await addon().clipTextModel.load(JSON.stringify(config), sources);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    if (options.signal?.aborted) {
+      addon().clipTextModel.dispose(handle);
+      throw abortError(options.signal);
+    }
+    return new CLIPTextModel(handle, textConfig(config));
+  }
+
     throwIfAborted(options.signal);
     if (!Array.isArray(inputIds) || inputIds.length === 0 || !inputIds.every(Array.isArray)) {
       throw invalidArgument('inputIds', 'expected a non-empty array of token id arrays');

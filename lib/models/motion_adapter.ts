@@ -1,7 +1,10 @@
 // diffusers' MotionAdapter: the AnimateDiff / PIA motion modules (and PIA's 9-channel conv_in) as a
 // diffusers folder. The weights are bound when UNetMotionModel.fromUnet2d builds the network.
 import { PiaError, throwIfAborted } from '../errors.js';
-import { readModelFolder } from './model_files.js';
+import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
+import { sourcePaths, type WeightSource } from '../loaders/key_map.js';
+import { CheckpointView, readCheckpointHeader } from '../loaders/checkpoint_view.js';
+import { piaOriginalToDiffusers } from '../loaders/pia_original.js';
 
 /** MotionAdapter config.json (diffusers keys; defaults of MotionAdapter.__init__ filled in). */
 export interface MotionAdapterConfig {
@@ -62,11 +65,14 @@ export class MotionAdapter {
   readonly dir: string;
   readonly configJson: string;
   readonly weightPaths: readonly string[];
+  /** The weight files with their key maps where they are not diffusers-named (a single-file checkpoint). */
+  readonly weightSources: readonly WeightSource[];
 
-  private constructor(dir: string, configJson: string, weightPaths: string[], config: MotionAdapterConfig) {
+  private constructor(dir: string, configJson: string, weightSources: WeightSource[], config: MotionAdapterConfig) {
     this.dir = dir;
     this.configJson = configJson;
-    this.weightPaths = Object.freeze([...weightPaths]);
+    this.weightSources = Object.freeze([...weightSources]);
+    this.weightPaths = Object.freeze(sourcePaths(weightSources));
     this.config = config;
   }
 
@@ -82,3 +88,16 @@ export class MotionAdapter {
     return new MotionAdapter(folder.dir, folder.configJson, folder.weightPaths, adapterConfig(folder.config, folder.configPath));
   }
 }
+
+  /**
+   * PIA's / AnimateDiff's original motion checkpoint (`pia.ckpt` layout: `down_blocks.N.motion_modules.M.
+   * temporal_transformer.*`, PIA's 9-channel `conv_in`), renamed as diffusers'
+   * convert_animatediff_motion_module_to_diffusers.py does, with the config read from the shapes
+   * (lib/loaders/pia_original.ts).
+   */
+  static async fromSingleFile(path: string, options: { signal?: AbortSignal } = {}): Promise<MotionAdapter> {
+    throwIfAborted(options.signal);
+    const { config, keyMap } = piaOriginalToDiffusers(new CheckpointView(await readCheckpointHeader(path)));
+    throwIfAborted(options.signal);
+    return new MotionAdapter(path, JSON.stringify(config), [keyMap.source(path)], adapterConfig(config, path));
+  }

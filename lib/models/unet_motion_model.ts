@@ -95,7 +95,7 @@ export class UNetMotionModel {
     const native = addon().unetMotionModel;
     let handle: NativeModelHandle;
     try {
-      handle = await native.load(unet2d.configJson, [...unet2d.weightPaths], adapter.configJson, [...adapter.weightPaths]);
+      handle = await native.load(unet2d.configJson, [...unet2d.weightSources], adapter.configJson, [...adapter.weightSources]);
     } catch (e) {
       throw fromNativeError(e);
     }

@@ -33,7 +33,7 @@ export interface NativeTensor {
 }
 
 export interface NativeCLIPTextModel {
-  load(configJson: string, weightPaths: string[]): Promise<NativeModelHandle>;
+  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
   /** clipSkip -1: none. */
   forward(
     handle: NativeModelHandle, ids: Int32Array, batch: number, seqLen: number, clipSkip: number, outputHiddenStates: boolean,
@@ -45,12 +45,18 @@ export interface NativeCLIPTextModel {
 export type NativeCancelToken = object & { readonly __nativeCancel?: never };
 
 export interface NativeAutoencoderKL {
-  load(configJson: string, weightPaths: string[]): Promise<NativeModelHandle>;
+  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
   encode(handle: NativeModelHandle, x: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
     Promise<{ mean: NativeTensor; logvar: NativeTensor; std: NativeTensor }>;
   decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
     Promise<NativeTensor>;
   dispose(handle: NativeModelHandle): void;
+/**
+ * A weight file for the load functions: a path (every tensor under its own name) or a path with a
+ * key map, JSON `{"keys": {diffusersKey: fileKey}, "squeeze": [diffusersKey]}` (lib/loaders/key_map.ts).
+ */
+export type NativeWeightSource = string | { path: string; keyMap: string };
+
   cancelToken(): NativeCancelToken;
   cancel(token: NativeCancelToken): void;
 }
@@ -63,7 +69,7 @@ export interface NativeFreeU {
 }
 
 export interface NativeUNetMotionModel {
-  load(unetConfigJson: string, unetWeightPaths: string[], adapterConfigJson: string, adapterWeightPaths: string[]):
+  load(unetConfigJson: string, unetWeightPaths: NativeWeightSource[], adapterConfigJson: string, adapterWeightPaths: NativeWeightSource[]):
     Promise<NativeModelHandle>;
   /** The UNetMotionModel config from_unet2d derived, as JSON. */
   config(handle: NativeModelHandle): string;
