@@ -133,8 +133,11 @@ void gemm_implicit_b(int64_t M, int64_t N, int64_t K, MatrixRef A, const PackB& 
   for (int64_t jc = 0; jc < N; jc += NC) {
     const int64_t nc = std::min(NC, N - jc);
     const int64_t panels = (nc + kNR - 1) / kNR;
-    // Split the columns too when there are too few row blocks to keep every thread busy.
-    const int64_t nchunks = std::min(panels, std::max<int64_t>(1, (2 * threads + mblocks - 1) / mblocks));
+    // Split the columns too when there are too few row blocks to keep every thread busy: about
+    // four tasks per thread (the pool hands them out dynamically), each at least four panels wide
+    // so that repacking its A block stays cheap next to the work on it.
+    const int64_t nchunks = std::max<int64_t>(
+        1, std::min((panels + 3) / 4, (4 * threads + mblocks - 1) / mblocks));
     const int64_t chunk = (panels + nchunks - 1) / nchunks;
     const int64_t kblocks = (K + KC - 1) / KC, kstep = (K + kblocks - 1) / kblocks;
     for (int64_t pc = 0; pc < K; pc += kstep) {
