@@ -28,6 +28,8 @@ export interface AnimateArgs {
   negativePrompt?: string;
   model?: string;
   adapter?: string;
+  revision?: string;
+  variant?: string;
   scheduler?: string;
   steps?: string;
   guidance?: string;
@@ -97,8 +99,11 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
   if (!(fps > 0 && fps <= 100)) throw new UsageError('--fps must be in (0, 100]');
   if (!existsSync(a.image)) throw new PiaError('E_IMAGE', `image not found: ${a.image}`, { file: a.image });
 
+  if (a.model === undefined && (a.revision !== undefined || a.variant !== undefined)) {
+    throw new UsageError(`--${a.revision !== undefined ? 'revision' : 'variant'} applies to --model, which was not given`);
+  }
   const t0 = Date.now();
-  const { pipe, demo, description } = await loadCliPipeline({ model: a.model, adapter: a.adapter, signal });
+  const { pipe, demo, description } = await loadCliPipeline({ model: a.model, adapter: a.adapter, revision: a.revision, variant: a.variant, signal });
   if (demo && !a.quiet && !a.json) {
     process.stderr.write(
       'pia: no --model given: using the tiny random-weight demo model bundled with the package.\n' +

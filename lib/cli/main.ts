@@ -16,8 +16,11 @@ commands:
 animate options:
   --prompt, -p TEXT          what the animation shows
   --negative-prompt, -n TEXT what it should not show
-  --model DIR                diffusers pipeline folder of an SD-1.5 model
-  --adapter DIR              PIA motion adapter folder
+  --model DIR|ORG/NAME       SD-1.5 model: a diffusers pipeline folder, or a Hugging Face repo id
+                             read offline from the local cache (huggingface-cli download ORG/NAME)
+  --adapter DIR|ORG/NAME     PIA motion adapter (default with --model: openmmlab/PIA-condition-adapter)
+  --revision REV             branch, tag or commit of the --model repo (default main)
+  --variant NAME             weight variant of the model, e.g. fp16 (*.fp16.safetensors)
   --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
   --steps N                  denoising steps (default 50)
   --guidance G               classifier-free guidance scale (default 7.5)
@@ -61,6 +64,8 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
         'negative-prompt': { type: 'string', short: 'n' },
         model: { type: 'string' },
         adapter: { type: 'string' },
+        revision: { type: 'string' },
+        variant: { type: 'string' },
         scheduler: { type: 'string' },
         steps: { type: 'string' },
         guidance: { type: 'string' },
@@ -106,6 +111,8 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
           negativePrompt: v['negative-prompt'],
           model: v.model,
           adapter: v.adapter,
+          revision: v.revision,
+          variant: v.variant,
           scheduler: v.scheduler,
           steps: v.steps,
           guidance: v.guidance,

@@ -6,7 +6,7 @@ import type { NativeCancelToken, NativeModelHandle } from '../native/types.js';
 import type { WeightSource } from '../loaders/key_map.js';
 import { Generator } from '../random/generator.js';
 import { assertTensor, type Tensor } from '../tensor.js';
-import { readModelFolder } from './model_files.js';
+import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
 
 /**
  * config.json with every AutoencoderKL.__init__ key filled in (diffusers' `vae.config`, snake_case),
@@ -136,11 +136,16 @@ export class AutoencoderKL {
     this.config = config;
   }
 
-  /** Loads `<dir>/config.json` and `<dir>/diffusion_pytorch_model.safetensors` (or its shards). */
-  static async fromPretrained(dir: string, options: { signal?: AbortSignal; variant?: string } = {}): Promise<AutoencoderKL> {
-    const folder = await readModelFolder(dir, {
+  /**
+   * Loads `config.json` and `diffusion_pytorch_model[.<variant>].safetensors` (or its shards) from a folder,
+   * or from a repo id in the Hugging Face cache (`revision`, `subfolder: 'vae'` as in diffusers).
+   */
+  static async fromPretrained(dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<AutoencoderKL> {
+    const folder = await readModelFolder(dirOrRepo, {
       weightNames: ['diffusion_pytorch_model'],
       variant: options.variant,
+      revision: options.revision,
+      subfolder: options.subfolder,
       what: 'vae',
       signal: options.signal,
     });
@@ -156,11 +161,6 @@ export class AutoencoderKL {
       throw abortError(options.signal);
     }
     return new AutoencoderKL(handle, vaeConfig(folder.config));
-  }
-
-  /** 2^(len(block_out_channels) - 1), the pipelines' `vae_scale_factor`. */
-  get scaleFactor(): number {
-    return 2 ** (this.config.block_out_channels.length - 1);
   }
 
   /**
@@ -182,6 +182,11 @@ export class AutoencoderKL {
       throw abortError(options.signal);
     }
     return new AutoencoderKL(handle, vaeConfig(config));
+  }
+
+  /** 2^(len(block_out_channels) - 1), the pipelines' `vae_scale_factor`. */
+  get scaleFactor(): number {
+    return 2 ** (this.config.block_out_channels.length - 1);
   }
 
   get scalingFactor(): number {

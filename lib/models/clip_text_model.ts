@@ -4,7 +4,7 @@ import { addon } from '../native/addon.js';
 import type { NativeModelHandle } from '../native/types.js';
 import type { WeightSource } from '../loaders/key_map.js';
 import type { Tensor } from '../tensor.js';
-import { readModelFolder } from './model_files.js';
+import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
 
 /** config.json of the text encoder (Hugging Face keys; the fields the network reads, and the rest). */
 export interface CLIPTextConfig {
@@ -68,13 +68,16 @@ export class CLIPTextModel {
   }
 
   /**
-   * Loads `<dir>/config.json` and `<dir>/model.safetensors` (or its shards). Weights must match the
+   * Loads `config.json` and `model[.<variant>].safetensors` (or its shards) from a folder, or from a repo id in
+   * the Hugging Face cache (`revision`, `subfolder: 'text_encoder'`). Weights must match the
    * config exactly: a missing, unexpected or misshapen key is E_WEIGHTS_MISMATCH naming the key.
    */
-  static async fromPretrained(dir: string, options: { signal?: AbortSignal; variant?: string } = {}): Promise<CLIPTextModel> {
-    const folder = await readModelFolder(dir, {
+  static async fromPretrained(dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<CLIPTextModel> {
+    const folder = await readModelFolder(dirOrRepo, {
       weightNames: ['model'],
       variant: options.variant,
+      revision: options.revision,
+      subfolder: options.subfolder,
       what: 'text encoder',
       signal: options.signal,
     });
@@ -92,9 +95,6 @@ export class CLIPTextModel {
     return new CLIPTextModel(handle, textConfig(folder.config));
   }
 
-  /** Runs the encoder on token ids ([batch][seq_len], e.g. CLIPTokenizer's `inputIds`). */
-  async encode(inputIds: number[][], options: CLIPTextEncodeOptions = {}): Promise<CLIPTextModelOutput> {
-    const handle = this.#live();
   /**
    * A text encoder from a config object and weight sources (files with key maps, e.g. the
    * `cond_stage_model.transformer.*` tensors of a single-file checkpoint; lib/loaders/single_file.ts).
@@ -116,6 +116,9 @@ export class CLIPTextModel {
     return new CLIPTextModel(handle, textConfig(config));
   }
 
+  /** Runs the encoder on token ids ([batch][seq_len], e.g. CLIPTokenizer's `inputIds`). */
+  async encode(inputIds: number[][], options: CLIPTextEncodeOptions = {}): Promise<CLIPTextModelOutput> {
+    const handle = this.#live();
     throwIfAborted(options.signal);
     if (!Array.isArray(inputIds) || inputIds.length === 0 || !inputIds.every(Array.isArray)) {
       throw invalidArgument('inputIds', 'expected a non-empty array of token id arrays');

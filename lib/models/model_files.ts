@@ -1,10 +1,10 @@
 // Reading one diffusers / transformers model folder: `config.json` plus the safetensors weights
 // (a single file, or the shards listed by `<name>.safetensors.index.json`). Shared by every
 // model class in lib/models so that "where did it look" errors read the same everywhere.
-import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { PiaError, throwIfAborted } from '../errors.js';
+import { isFile, resolveModel } from '../loaders/hub.js';
 
 export interface ModelFolder {
   /** Absolute path of the folder. */
@@ -24,14 +24,33 @@ export interface ModelFolderOptions {
   variant?: string;
   /** What the folder holds, for error messages ("vae", "text encoder"). */
   what: string;
+  /** For a Hugging Face repo id: the branch, tag or commit in the local cache (default `main`). */
+  revision?: string;
+  /** A folder inside the model or repo (`unet`, `text_encoder`), as diffusers' `subfolder`. */
+  subfolder?: string;
   signal?: AbortSignal;
 }
 
-function isFile(p: string): boolean {
-  try {
-    return statSync(p).isFile();
-  } catch {
-    return false;
+/** Options every model class's fromPretrained takes (diffusers' names). */
+export interface FromPretrainedOptions {
+  signal?: AbortSignal;
+  variant?: string;
+  revision?: string;
+  subfolder?: string;
+}
+
+// transformers' and diffusers' _add_variant: the variant goes before the last extension, so the
+// index of a sharded fp16 checkpoint is `model.safetensors.index.fp16.json`.
+function addVariant(name: string, variant: string | undefined): string {
+  if (!variant) return name;
+  const parts = name.split('.');
+  return [...parts.slice(0, -1), variant, parts[parts.length - 1]].join('.');
+}
+
+function checkVariant(variant: unknown): void {
+  if (variant === undefined) return;
+  if (typeof variant !== 'string' || !/^[\w-]+$/.test(variant)) {
+    throw new PiaError('E_INVALID_ARGUMENT', `variant: expected a name such as 'fp16', got ${JSON.stringify(variant)}`, { option: 'variant' });
   }
 }
 
@@ -71,10 +90,8 @@ export async function readModelFolder(dir: string, opts: ModelFolderOptions): Pr
   if (typeof dir !== 'string' || dir.length === 0) {
     throw new PiaError('E_INVALID_ARGUMENT', `${opts.what}: the model folder must be a non-empty string`, { option: 'dir' });
   }
-  const abs = resolve(dir);
-  if (!existsSync(abs) || !statSync(abs).isDirectory()) {
-    throw new PiaError('E_MODEL_NOT_FOUND', `${opts.what}: no folder at ${abs}`, { file: abs });
-  }
+  checkVariant(opts.variant);
+  const abs = resolveModel(dir, { revision: opts.revision, subfolder: opts.subfolder, what: opts.what, signal: opts.signal });
   const configPath = join(abs, 'config.json');
   if (!isFile(configPath)) {
     throw new PiaError('E_MODEL_NOT_FOUND', `${opts.what}: no config.json in ${abs} (looked for ${configPath})`, { file: configPath });
@@ -90,14 +107,17 @@ export async function readModelFolder(dir: string, opts: ModelFolderOptions): Pr
   }
 
   const tried: string[] = [];
-  const suffix = opts.variant ? `.${opts.variant}.safetensors` : '.safetensors';
   for (const stem of opts.weightNames) {
-    const single = join(abs, stem + suffix);
+    const single = join(abs, addVariant(`${stem}.safetensors`, opts.variant));
     tried.push(single);
     if (isFile(single)) return { dir: abs, configPath, configJson, config, weightPaths: [single] };
-    const index = single + '.index.json';
-    tried.push(index);
-    if (isFile(index)) return { dir: abs, configPath, configJson, config, weightPaths: await shardPaths(abs, index) };
+    const indexes = [join(abs, addVariant(`${stem}.safetensors.index.json`, opts.variant))];
+    // Also `<stem>.<variant>.safetensors.index.json`, the name a variant index gets when renamed by hand.
+    if (opts.variant) indexes.push(`${single}.index.json`);
+    for (const index of indexes) {
+      tried.push(index);
+      if (isFile(index)) return { dir: abs, configPath, configJson, config, weightPaths: await shardPaths(abs, index) };
+    }
   }
   const pickled = opts.weightNames.map((s) => join(abs, s + (opts.variant ? `.${opts.variant}` : '') + '.bin')).filter(isFile);
   if (pickled.length > 0) {
@@ -107,5 +127,9 @@ export async function readModelFolder(dir: string, opts: ModelFolderOptions): Pr
       { file: pickled[0] },
     );
   }
-  throw new PiaError('E_MODEL_NOT_FOUND', `${opts.what}: no weights in ${abs} (looked for ${tried.join(', ')})`, { file: abs });
+  // transformers and diffusers' ModelMixin do not fall back from a missing variant to the plain
+  // weights (only a pipeline picks per component, see PIAPipeline.fromPretrained); say it is there.
+  const plain = opts.variant ? opts.weightNames.map((s) => join(abs, `${s}.safetensors`)).find(isFile) : undefined;
+  const hint = plain ? `; ${plain} exists: load without variant '${opts.variant}'` : '';
+  throw new PiaError('E_MODEL_NOT_FOUND', `${opts.what}: no weights in ${abs} (looked for ${tried.join(', ')})${hint}`, { file: abs });
 }

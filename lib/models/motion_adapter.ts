@@ -76,18 +76,22 @@ export class MotionAdapter {
     this.config = config;
   }
 
-  /** Reads `<dir>/config.json` and `<dir>/diffusion_pytorch_model.safetensors` (or its shards). */
-  static async fromPretrained(dir: string, options: { signal?: AbortSignal; variant?: string } = {}): Promise<MotionAdapter> {
-    const folder = await readModelFolder(dir, {
+  /**
+   * Reads `config.json` and `diffusion_pytorch_model[.<variant>].safetensors` (or its shards) from a folder,
+   * or from a repo id in the Hugging Face cache (`openmmlab/PIA-condition-adapter`; `revision`, `subfolder`).
+   */
+  static async fromPretrained(dirOrRepo: string, options: FromPretrainedOptions = {}): Promise<MotionAdapter> {
+    const folder = await readModelFolder(dirOrRepo, {
       weightNames: ['diffusion_pytorch_model'],
       variant: options.variant,
+      revision: options.revision,
+      subfolder: options.subfolder,
       what: 'motion adapter',
       signal: options.signal,
     });
     throwIfAborted(options.signal);
     return new MotionAdapter(folder.dir, folder.configJson, folder.weightPaths, adapterConfig(folder.config, folder.configPath));
   }
-}
 
   /**
    * PIA's / AnimateDiff's original motion checkpoint (`pia.ckpt` layout: `down_blocks.N.motion_modules.M.
@@ -101,3 +105,4 @@ export class MotionAdapter {
     throwIfAborted(options.signal);
     return new MotionAdapter(path, JSON.stringify(config), [keyMap.source(path)], adapterConfig(config, path));
   }
+}

@@ -45,6 +45,8 @@ export class UNet2DConditionModel {
     const folder = await readModelFolder(dirOrRepo, {
       weightNames: ['diffusion_pytorch_model'],
       variant: options.variant,
+      revision: options.revision,
+      subfolder: options.subfolder,
       what: 'unet',
       signal: options.signal,
     });

@@ -11,12 +11,15 @@ import type { TextEncoderLike, TokenizerLike, UNetLike, VaeLike } from './pipeli
 import { catBatch, catChannels, chunk2, decodedToVideo, framesToBatch, interpolateNearest, scale } from './video_tensors.js';
 import { framesFromTensor, loadImage, preprocessImage, type Frame, type ImageInput } from '../io/image.js';
 import { readFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
-import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { readdirSync } from 'node:fs';
+import { isFile, resolveModel } from '../loaders/hub.js';
+import { resolvePlacement, type PipelineDevice, type PipelineDtype } from '../loaders/device_options.js';
 import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
 import { CLIPTextModel } from '../models/clip_text_model.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
 import { MotionAdapter } from '../models/motion_adapter.js';
+import { UNet2DConditionModel } from '../models/unet_2d_condition_model.js';
 import { UNetMotionModel } from '../models/unet_motion_model.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
 import { parseConfigJson } from '../config_json.js';
@@ -82,8 +85,14 @@ export interface PIAFromPretrainedOptions {
   /** Components to use instead of the folder's (as diffusers' from_pretrained(..., tokenizer=...)). */
   tokenizer?: TokenizerLike;
   scheduler?: SchedulerBase;
+  /** A branch, tag or commit of a repo id in the Hugging Face cache (default `main`). */
+  revision?: string;
+  /** `fp16` → each component's `*.fp16.safetensors`, for the components that have such files (as diffusers). */
   variant?: string;
-  device?: 'auto' | 'cpu';
+  /** 'auto' (the CPU for now), 'cpu', 'cuda' or 'cuda:N'. */
+  device?: PipelineDevice;
+  /** What a GPU computes in; the CPU computes in float32 whatever the dtype. */
+  dtype?: PipelineDtype;
   signal?: AbortSignal;
 }
 
@@ -122,19 +131,23 @@ export class PIAPipeline {
   }
 
   /**
-   * A diffusers pipeline folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/,
-   * scheduler/) plus a MotionAdapter, as `PIAPipeline.from_pretrained(dir, motion_adapter=adapter)`.
+   * A diffusers pipeline folder (model_index.json, text_encoder/, tokenizer/, unet/, vae/, scheduler/),
+   * or a repo id in the Hugging Face cache (`revision`), plus a MotionAdapter, as
+   * `PIAPipeline.from_pretrained(dir_or_repo, motion_adapter=adapter, variant=...)`.
    */
-  static async fromPretrained(dir: string, options: PIAFromPretrainedOptions): Promise<PIAPipeline> {
+  static async fromPretrained(dirOrRepo: string, options: PIAFromPretrainedOptions): Promise<PIAPipeline> {
     if (!options || !(options.motionAdapter instanceof MotionAdapter)) {
-      throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromPretrained(dir, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
+      throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromPretrained(dirOrRepo, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
     }
-    if (options.device !== undefined && options.device !== 'auto' && options.device !== 'cpu') {
-      throw new PiaError('E_UNSUPPORTED', `device '${options.device}' is not supported yet (cpu only)`, { option: 'device' });
+    resolvePlacement(options.device, options.dtype);
+    const { signal, variant, revision } = options;
+    if (variant !== undefined && (typeof variant !== 'string' || !/^[\w-]+$/.test(variant))) {
+      throw invalidArgument('variant', `expected a name such as 'fp16', got ${JSON.stringify(variant)}`);
     }
-    const root = resolve(dir);
+    // The repo is resolved once; every component is then a subfolder of that one snapshot.
+    const root = resolveModel(dirOrRepo, { revision, what: 'pipeline', option: 'dirOrRepo', signal });
     const indexPath = join(root, 'model_index.json');
-    if (!existsSync(indexPath)) {
+    if (!isFile(indexPath)) {
       throw new PiaError('E_MODEL_NOT_FOUND', `not a diffusers pipeline folder: ${indexPath} is missing`, { file: indexPath });
     }
     let index: Record<string, unknown>;
@@ -143,22 +156,35 @@ export class PIAPipeline {
     } catch (e) {
       throw new PiaError('E_WEIGHTS_CORRUPT', `${indexPath}: invalid JSON (${(e as Error).message})`, { file: indexPath, cause: e });
     }
-    const signal = options.signal;
-    const { variant } = options;
+    // diffusers v0.26.3 DiffusionPipeline.from_pretrained ("model_variants"): a component loads the
+    // variant only when its folder holds a file whose second dot-part starts with it
+    // (`diffusion_pytorch_model.fp16.safetensors`, `model.fp16-00001-of-00002.safetensors`); the others
+    // load their plain weights.
+    const variantOf = (sub: string): string | undefined => {
+      if (variant === undefined || !(sub in index)) return undefined;
+      let names: string[];
+      try {
+        names = readdirSync(join(root, sub));
+      } catch {
+        return undefined;
+      }
+      return names.some((n) => n.split('.')[1]?.startsWith(variant)) ? variant : undefined;
+    };
     let scheduler = options.scheduler;
     if (!scheduler) {
       const schedPath = join(root, 'scheduler', 'scheduler_config.json');
-      if (!existsSync(schedPath)) throw new PiaError('E_MODEL_NOT_FOUND', `scheduler config missing: ${schedPath}`, { file: schedPath });
+      if (!isFile(schedPath)) throw new PiaError('E_MODEL_NOT_FOUND', `scheduler config missing: ${schedPath}`, { file: schedPath });
       const schedConfig = parseConfigJson(await readFile(schedPath, 'utf8')) as Record<string, unknown>;
       const declared = Array.isArray(index.scheduler) ? (index.scheduler[1] as string | undefined) : undefined;
       scheduler = schedulerFromConfig(schedConfig, declared ?? undefined);
     }
-    const tokenizer = options.tokenizer ?? (await CLIPTokenizer.fromPretrained(join(root, 'tokenizer'), { signal }));
-    const textEncoder = await CLIPTextModel.fromPretrained(join(root, 'text_encoder'), { signal, variant });
+    const tokenizer = options.tokenizer ?? (await CLIPTokenizer.fromPretrained(root, { subfolder: 'tokenizer', signal }));
+    const unet2d = await UNet2DConditionModel.fromPretrained(root, { subfolder: 'unet', variant: variantOf('unet'), signal });
+    const textEncoder = await CLIPTextModel.fromPretrained(root, { subfolder: 'text_encoder', variant: variantOf('text_encoder'), signal });
     try {
-      const vae = await AutoencoderKL.fromPretrained(join(root, 'vae'), { signal, variant });
+      const vae = await AutoencoderKL.fromPretrained(root, { subfolder: 'vae', variant: variantOf('vae'), signal });
       try {
-        const unet = await UNetMotionModel.fromUnet2d(join(root, 'unet'), options.motionAdapter, { signal });
+        const unet = await UNetMotionModel.fromUnet2d(unet2d, options.motionAdapter, { signal });
         return new PIAPipeline({
           tokenizer, textEncoder, vae, unet, scheduler,
           maxFrames: options.motionAdapter.config.motion_max_seq_length,

@@ -4,11 +4,11 @@
  * on the path taken when `ftfy` is not installed. See basic_clean.ts for the text clean-up, bpe.ts for the
  * merges and added_tokens.ts for how special/added tokens are split out first.
  */
-import { existsSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { PiaError, invalidArgument, throwIfAborted } from '../errors.js';
+import { resolveModel, throwIfDanglingLink } from '../loaders/hub.js';
 import { packageRoot } from '../native/package_root.js';
 import { AddedTokenSplitter } from './added_tokens.js';
 import { preTokenize } from './basic_clean.js';
@@ -131,13 +131,17 @@ export class CLIPTokenizer {
     this.specialTokens = new Set(specials);
   }
 
-  /** Loads a tokenizer folder (diffusers' `tokenizer/` subfolder: vocab.json, merges.txt, ...). */
-  static async fromPretrained(dir: string, options: { signal?: AbortSignal } = {}): Promise<CLIPTokenizer> {
+  /**
+   * Loads a tokenizer folder (diffusers' `tokenizer/` subfolder: vocab.json, merges.txt, ...), or one from
+   * a repo id in the Hugging Face cache (`revision`, `subfolder: 'tokenizer'` as in transformers).
+   */
+  static async fromPretrained(
+    dirOrRepo: string,
+    options: { signal?: AbortSignal; revision?: string; subfolder?: string } = {},
+  ): Promise<CLIPTokenizer> {
     const { signal } = options;
     throwIfAborted(signal);
-    if (!existsSync(dir) || !statSync(dir).isDirectory()) {
-      throw new PiaError('E_MODEL_NOT_FOUND', `tokenizer folder not found: ${dir}`, { file: dir });
-    }
+    const dir = resolveModel(dirOrRepo, { revision: options.revision, subfolder: options.subfolder, what: 'tokenizer', signal });
     const vocabPath = join(dir, 'vocab.json');
     const mergesPath = join(dir, 'merges.txt');
     const configPath = join(dir, 'tokenizer_config.json');
@@ -400,6 +404,7 @@ async function readRequired(path: string): Promise<string> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EISDIR') {
+      throwIfDanglingLink(path);
       throw new PiaError('E_MODEL_NOT_FOUND', `tokenizer file not found: ${path}`, { file: path, cause: err });
     }
     throw err;
@@ -410,6 +415,8 @@ async function readOptional(path: string): Promise<string | undefined> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
+    // A link to nothing (a hub cache blob that is gone) must not pass for an absent optional file.
+    throwIfDanglingLink(path);
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
