@@ -32,6 +32,12 @@ export interface NativeTensor {
   shape: number[];
 }
 
+/**
+ * A weight file for the load functions: a path (every tensor under its own name) or a path with a
+ * key map, JSON `{"keys": {diffusersKey: fileKey}, "squeeze": [diffusersKey]}` (lib/loaders/key_map.ts).
+ */
+export type NativeWeightSource = string | { path: string; keyMap: string };
+
 export interface NativeCLIPTextModel {
   load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
   /** clipSkip -1: none. */
@@ -51,12 +57,6 @@ export interface NativeAutoencoderKL {
   decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
     Promise<NativeTensor>;
   dispose(handle: NativeModelHandle): void;
-/**
- * A weight file for the load functions: a path (every tensor under its own name) or a path with a
- * key map, JSON `{"keys": {diffusersKey: fileKey}, "squeeze": [diffusersKey]}` (lib/loaders/key_map.ts).
- */
-export type NativeWeightSource = string | { path: string; keyMap: string };
-
   cancelToken(): NativeCancelToken;
   cancel(token: NativeCancelToken): void;
 }
