@@ -21,6 +21,7 @@ import { AutoencoderKL } from '../models/autoencoder_kl.js';
 import { MotionAdapter } from '../models/motion_adapter.js';
 import { UNet2DConditionModel } from '../models/unet_2d_condition_model.js';
 import { UNetMotionModel } from '../models/unet_motion_model.js';
+import { loadSingleFileComponents, withUnetFileKeys } from '../loaders/single_file.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
 import { parseConfigJson } from '../config_json.js';
 
@@ -92,6 +93,17 @@ export interface PIAFromPretrainedOptions {
   /** 'auto' (the CPU for now), 'cpu', 'cuda' or 'cuda:N'. */
   device?: PipelineDevice;
   /** What a GPU computes in; the CPU computes in float32 whatever the dtype. */
+  dtype?: PipelineDtype;
+  signal?: AbortSignal;
+}
+
+export interface PIAFromSingleFileOptions {
+  motionAdapter: MotionAdapter;
+  /** A VAE replacing the checkpoint's: a diffusers folder, or a single file (`first_stage_model.*` or bare LDM VAE names). */
+  vae?: string;
+  /** A diffusers pipeline folder whose component configs, tokenizer and scheduler are used (diffusers' `config=`). */
+  config?: string;
+  device?: PipelineDevice;
   dtype?: PipelineDtype;
   signal?: AbortSignal;
 }
@@ -195,6 +207,33 @@ export class PIAPipeline {
       }
     } catch (e) {
       textEncoder.dispose();
+      throw e;
+    }
+  }
+
+  /**
+   * An original (CompVis/LDM) SD-1.x single-file checkpoint, .safetensors or .ckpt, as A1111 and model
+   * sites ship them (`model.diffusion_model.*`, `first_stage_model.*`, `cond_stage_model.transformer.*`),
+   * plus a MotionAdapter. The architecture is read from the tensor shapes; `config` (a diffusers folder)
+   * supplies what shapes cannot tell (e.g. the text tower's head count). Without it: SD-1.5's stock
+   * values, the CLIP tokenizer shipped in the package and DDIM with PIA's linear betas
+   * (lib/loaders/single_file.ts says why). SD-2.x, SDXL and inpainting files are E_UNSUPPORTED.
+   */
+  static async fromSingleFile(path: string, options: PIAFromSingleFileOptions): Promise<PIAPipeline> {
+    if (!options || !(options.motionAdapter instanceof MotionAdapter)) {
+      throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromSingleFile(path, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
+    }
+    resolvePlacement(options.device, options.dtype);
+    const c = await loadSingleFileComponents(path, { vae: options.vae, config: options.config, signal: options.signal });
+    try {
+      const unet = await withUnetFileKeys(() => UNetMotionModel.fromUnet2d(c.unet, options.motionAdapter, { signal: options.signal }), c.unet);
+      return new PIAPipeline({
+        tokenizer: c.tokenizer, textEncoder: c.textEncoder, vae: c.vae, unet, scheduler: c.scheduler,
+        maxFrames: options.motionAdapter.config.motion_max_seq_length,
+      });
+    } catch (e) {
+      c.textEncoder.dispose();
+      c.vae.dispose();
       throw e;
     }
   }

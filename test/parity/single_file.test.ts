@@ -1,0 +1,211 @@
+// Real-world weight formats (issue 6 items 2-3): an original SD-1.x single-file checkpoint through
+// PIAPipeline.fromSingleFile and PIA's original motion checkpoint through MotionAdapter.fromSingleFile,
+// against the diffusers v0.26.3 goldens of ../shared/fixtures/loaders (README sections 1, 2, 5), plus
+// derived formats written to a temp folder and the refusals.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { PiaError } from '../../lib/errors.js';
+import { f32ToF16, f16ToF32, narrowBF16 } from '../../lib/io/float16.js';
+import { readSafetensors, saveSafetensors, type SaveableTensor } from '../../lib/io/safetensors.js';
+import { CheckpointView, readCheckpointHeader } from '../../lib/loaders/checkpoint_view.js';
+import { ldmKeyForDiffusers } from '../../lib/loaders/ldm_from_diffusers.js';
+import { convertLdmCheckpoint } from '../../lib/loaders/ldm_to_diffusers.js';
+import { piaOriginalToDiffusers } from '../../lib/loaders/pia_original.js';
+import { MotionAdapter } from '../../lib/models/motion_adapter.js';
+import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
+import { PIAPipeline } from '../../lib/pipelines/pia.js';
+import type { Tensor } from '../../lib/tensor.js';
+import { fixture } from '../helpers/fixtures.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const SINGLE_FILE = fixture('loaders', 'mini-sd.single-file.safetensors');
+const PIA_ORIGINAL = fixture('loaders', 'mini-sd-motion-adapter.pia-original.safetensors');
+const MINI_SD = fixture('models', 'mini-sd');
+
+// The goldens are float32 math on the fp16-rounded weights (the rounding is IN the goldens), so what is
+// left is float32 op-order noise: ~1e-6 relative for the shared component goldens. 1e-4 × max|ref|
+// is still 10× below the smallest fp16 effect (the README: text 2.9e-3, VAE 7.1e-3, UNet 1.2e-3 max
+// abs between fp16-rounded and fp32 weights), so a mis-mapped or unrounded weight fails.
+const REL_TOL = 1e-4;
+
+function assertNear(got: Tensor, ref: Tensor, what: string, rel = REL_TOL): void {
+  assert.deepEqual(got.shape, ref.shape, `${what}: shape`);
+  let diff = 0, maxRef = 0;
+  for (let i = 0; i < ref.data.length; i++) {
+    const d = Math.abs(got.data[i] - ref.data[i]);
+    diff = Number.isNaN(d) ? Infinity : Math.max(diff, d);
+    maxRef = Math.max(maxRef, Math.abs(ref.data[i]));
+  }
+  if (process.env.PIA_TEST_VERBOSE) console.log(`${what}: max diff ${diff.toExponential(2)}, max |ref| ${maxRef.toFixed(3)}`);
+  assert.ok(diff <= rel * maxRef, `${what}: max |diff| ${diff} > ${rel} × max|ref| ${maxRef}`);
+}
+
+function tensorOf(file: ReturnType<typeof readSafetensors>, name: string): Tensor {
+  const t = file.get(name);
+  return { data: t.toFloat32(), shape: [...t.shape] };
+}
+
+function idsOf(file: ReturnType<typeof readSafetensors>, name: string): number[][] {
+  const t = file.get(name);
+  const data = t.data as BigInt64Array;
+  const [b, s] = t.shape;
+  return Array.from({ length: b }, (_, i) => Array.from(data.subarray(i * s, (i + 1) * s), Number));
+}
+
+interface Run { key: string; frames: number; timestep: number; freeu: boolean }
+const unetInputs = readSafetensors(fixture('golden', 'components', 'mini-sd_unet_motion.safetensors'));
+const unetRuns = (JSON.parse(readFileSync(fixture('golden', 'components', 'mini-sd_unet_motion.json'), 'utf8')) as { runs: Run[] })
+  .runs.filter((r) => !r.freeu);
+
+/** Rewrites a safetensors file tensor by tensor (dropping, renaming or re-typing some). */
+function rewrite(src: string, dst: string, edit: (name: string, t: { dtype: string; shape: number[]; data: Float32Array | BigInt64Array }) => [string, SaveableTensor] | null): void {
+  const f = readSafetensors(src);
+  const out: Record<string, SaveableTensor> = {};
+  for (const n of f.names()) {
+    const raw = f.get(n);
+    const data = raw.dtype === 'I64' ? (raw.data as BigInt64Array) : raw.toFloat32();
+    const r = edit(n, { dtype: raw.dtype, shape: [...raw.shape], data });
+    if (r) out[r[0]] = r[1];
+  }
+  f.close();
+  saveSafetensors(dst, out);
+}
+
+describe('LDM single file → diffusers keys (mini-sd.single-file.safetensors)', () => {
+  const view = new CheckpointView({ path: '', names: () => [], shape: () => undefined, dtype: () => undefined });
+  let conv: ReturnType<typeof convertLdmCheckpoint>;
+  let fileView: CheckpointView;
+  before(async () => {
+    fileView = new CheckpointView(await readCheckpointHeader(SINGLE_FILE));
+    conv = convertLdmCheckpoint(fileView);
+  });
+
+  test('an empty view is refused (no UNet)', () => {
+    assert.throws(() => convertLdmCheckpoint(view), (e: PiaError) => e.code === 'E_UNSUPPORTED');
+  });
+
+  test('every component tensor maps onto its diffusers key, value for value (fp16 of the folder tensor)', () => {
+    const file = readSafetensors(SINGLE_FILE);
+    const cases = [
+      ['unet', conv.unet.keyMap, 'unet/diffusion_pytorch_model.safetensors', 686],
+      ['vae', conv.vae!.keyMap, 'vae/diffusion_pytorch_model.safetensors', 244],
+      ['text_encoder', conv.textEncoder!.keyMap, 'text_encoder/model.safetensors', 52],
+    ] as const;
+    for (const [what, map, rel, count] of cases) {
+      const ref = readSafetensors(join(MINI_SD, rel));
+      assert.deepEqual([...map.keys.keys()].sort(), ref.names().sort(), `${what}: key set`);
+      assert.equal(map.size, count);
+      for (const k of ref.names()) {
+        const want = ref.get(k).toFloat32();
+        const got = file.get(map.fileKey(k)!).toFloat32();
+        assert.equal(got.length, want.length, `${what} ${k}: size`);
+        // Shape-equal tensors (the VAE's three 64-channel up blocks, q/k/v) only match when the map is right.
+        for (let i = 0; i < want.length; i++) {
+          if (got[i] !== f16ToF32(f32ToF16(want[i]))) assert.fail(`${what} ${k} ← ${map.fileKey(k)}: element ${i} differs`);
+        }
+      }
+    }
+    assert.deepEqual([...conv.vae!.keyMap.squeeze].sort(), [
+      'decoder.mid_block.attentions.0.to_k.weight', 'decoder.mid_block.attentions.0.to_out.0.weight',
+      'decoder.mid_block.attentions.0.to_q.weight', 'decoder.mid_block.attentions.0.to_v.weight',
+      'encoder.mid_block.attentions.0.to_k.weight', 'encoder.mid_block.attentions.0.to_out.0.weight',
+      'encoder.mid_block.attentions.0.to_q.weight', 'encoder.mid_block.attentions.0.to_v.weight',
+    ]);
+  });
+
+  test('configs inferred from shapes equal mini-sd\'s where shapes tell', () => {
+    const unet = JSON.parse(readFileSync(join(MINI_SD, 'unet', 'config.json'), 'utf8'));
+    for (const k of ['block_out_channels', 'layers_per_block', 'down_block_types', 'up_block_types', 'cross_attention_dim',
+      'in_channels', 'out_channels', 'use_linear_projection', 'attention_head_dim', 'transformer_layers_per_block', 'mid_block_type']) {
+      assert.deepEqual(conv.unet.config[k], unet[k], `unet ${k}`);
+    }
+    const vae = JSON.parse(readFileSync(join(MINI_SD, 'vae', 'config.json'), 'utf8'));
+    for (const k of ['block_out_channels', 'layers_per_block', 'latent_channels', 'in_channels', 'out_channels', 'down_block_types', 'scaling_factor']) {
+      assert.deepEqual(conv.vae!.config[k], vae[k], `vae ${k}`);
+    }
+    const text = JSON.parse(readFileSync(join(MINI_SD, 'text_encoder', 'config.json'), 'utf8'));
+    for (const k of ['vocab_size', 'hidden_size', 'intermediate_size', 'num_hidden_layers', 'max_position_embeddings', 'hidden_act']) {
+      assert.deepEqual(conv.textEncoder!.config[k], text[k], `text ${k}`);
+    }
+    // The head count is not in the shapes: openai CLIP's 64-wide heads (mini-sd has 4 of 16: `config` supplies it).
+    assert.equal(conv.textEncoder!.config.num_attention_heads, 1);
+  });
+
+  test('the reverse map (error messages) names each tensor\'s own key', () => {
+    for (const [component, map, prefix] of [['unet', conv.unet.keyMap, ''], ['vae', conv.vae!.keyMap, 'first_stage_model.'],
+      ['text', conv.textEncoder!.keyMap, '']] as const) {
+      for (const [d, f] of map.keys) assert.equal(ldmKeyForDiffusers(component, d, fileView, prefix), f, `${component} ${d}`);
+    }
+  });
+});
+
+describe('PIAPipeline.fromSingleFile (config: mini-sd) against golden/single_file_components', () => {
+  let pipe: PIAPipeline;
+  const golden = readSafetensors(fixture('loaders', 'golden', 'single_file_components.safetensors'));
+  before(async () => {
+    const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+    pipe = await PIAPipeline.fromSingleFile(SINGLE_FILE, { motionAdapter, config: MINI_SD });
+  });
+  after(() => pipe?.dispose());
+
+  test('text encoder: last_hidden_state and pooler_output', async () => {
+    const inputs = readSafetensors(fixture('golden', 'components', 'mini-sd_text_encoder.safetensors'));
+    const out = await (pipe.textEncoder as import('../../lib/models/clip_text_model.js').CLIPTextModel).encode(idsOf(inputs, 'input_ids'));
+    assertNear(out.lastHiddenState, tensorOf(golden, 'text_encoder_last_hidden_state'), 'last_hidden_state');
+    assertNear(out.poolerOutput, tensorOf(golden, 'text_encoder_pooler_output'), 'pooler_output');
+  });
+
+  test('VAE: encode mean/logvar and decode', async () => {
+    const inputs = readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors'));
+    const dist = await pipe.vae.encode(tensorOf(inputs, 'image'));
+    assertNear(dist.mean, tensorOf(golden, 'vae_encode_mean'), 'encode mean');
+    assertNear(dist.logvar, tensorOf(golden, 'vae_encode_logvar'), 'encode logvar');
+    assertNear(await pipe.vae.decode(tensorOf(inputs, 'decode_input')), tensorOf(golden, 'vae_decode_output'), 'decode');
+  });
+
+  for (const run of unetRuns) {
+    test(`UNetMotion ${run.key}`, async () => {
+      const out = await pipe.unet.forward(tensorOf(unetInputs, `f${run.frames}_sample`), run.timestep,
+        tensorOf(unetInputs, `f${run.frames}_encoder_hidden_states`));
+      assertNear(out, tensorOf(golden, `unet_motion_${run.key}`), run.key);
+    });
+  }
+
+  test('stock scheduler without config is DDIM with PIA\'s linear betas', async () => {
+    assert.equal(pipe.scheduler.config.beta_schedule, 'linear');
+  });
+});
+
+describe('MotionAdapter.fromSingleFile (PIA original layout) against golden/pia_original_ckpt_unet_motion', () => {
+  let model: UNetMotionModel;
+  let adapter: MotionAdapter;
+  const golden = readSafetensors(fixture('loaders', 'golden', 'pia_original_ckpt_unet_motion.safetensors'));
+  before(async () => {
+    adapter = await MotionAdapter.fromSingleFile(PIA_ORIGINAL);
+    model = await UNetMotionModel.fromUnet2d(join(MINI_SD, 'unet'), adapter);
+  });
+  after(() => model?.dispose());
+
+  test('config read from the shapes equals the diffusers folder\'s', () => {
+    const ref = JSON.parse(readFileSync(fixture('models', 'mini-sd-motion-adapter', 'config.json'), 'utf8'));
+    for (const k of ['block_out_channels', 'conv_in_channels', 'motion_layers_per_block', 'motion_max_seq_length',
+      'motion_mid_block_layers_per_block', 'motion_norm_num_groups', 'motion_num_attention_heads', 'use_motion_mid_block']) {
+      assert.deepEqual(adapter.config[k], ref[k], k);
+    }
+    // 522 = 520 motion-module parameters + conv_in weight and bias; the 40 pos_encoder.pe buffers are skipped.
+    const conv = piaOriginalToDiffusers(new CheckpointView({
+      path: PIA_ORIGINAL, names: () => readSafetensors(PIA_ORIGINAL).names(), shape: (n) => readSafetensors(PIA_ORIGINAL).info(n).shape, dtype: () => 'F16',
+    }));
+    assert.equal(conv.keyMap.size, 522);
+  });
+
+  for (const run of unetRuns) {
+    test(`UNetMotion ${run.key}`, async () => {
+      const out = await model.forward(tensorOf(unetInputs, `f${run.frames}_sample`), run.timestep,
+        tensorOf(unetInputs, `f${run.frames}_encoder_hidden_states`));
+      assertNear(out, tensorOf(golden, `unet_motion_${run.key}`), run.key);
+    });
+  }
+});
