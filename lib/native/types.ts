@@ -8,6 +8,25 @@ export interface NativeSafetensorsFile {
   close(): void;
 }
 
+/** A value of a checkpoint's pickle as the addon hands it over (lib/io/torch_checkpoint.ts unwraps it). */
+export type NativePickleValue =
+  | null | boolean | number | bigint | string | Uint8Array
+  | { t: 'list' | 'tuple'; items: NativePickleValue[] }
+  | { t: 'dict'; keys: NativePickleValue[]; values: NativePickleValue[] }
+  | { t: 'tensor'; index: number }
+  | { t: 'storage'; key: string }
+  | { t: 'global'; name: string };
+
+export interface NativeTorchCheckpoint {
+  root(): NativePickleValue;
+  tensorInfo(index: number): {
+    dtype: string; shape: number[]; strides: number[]; offset: number; storageKey: string; requiresGrad: boolean;
+  };
+  /** Row-major bytes of the tensor (a copy). */
+  readTensor(index: number): ArrayBuffer;
+  close(): void;
+}
+
 export interface CudaDeviceInfo {
   index: number;
   name: string;
@@ -88,6 +107,7 @@ export interface NativeAddon {
   setNumThreads(n: number): number;
   cudaSelfTest(device?: number): Promise<boolean>;
   SafetensorsFile: new (path: string) => NativeSafetensorsFile;
+  TorchCheckpoint: new (path: string) => NativeTorchCheckpoint;
   unetMotionModel: NativeUNetMotionModel;
   clipTextModel: NativeCLIPTextModel;
   autoencoderKL: NativeAutoencoderKL;

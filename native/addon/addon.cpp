@@ -6,6 +6,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   pia::addon::register_backends(env, exports);
   pia::addon::register_safetensors(env, exports);
+  pia::addon::register_torch_checkpoint(env, exports);
   pia::addon::register_unet_motion(env, exports);
   pia::addon::register_clip_text(env, exports);
   pia::addon::register_autoencoder_kl(env, exports);

@@ -4,6 +4,7 @@
 namespace pia::addon {
 void register_backends(Napi::Env env, Napi::Object exports);
 void register_safetensors(Napi::Env env, Napi::Object exports);
+void register_torch_checkpoint(Napi::Env env, Napi::Object exports);
 void register_unet_motion(Napi::Env env, Napi::Object exports);
 void register_clip_text(Napi::Env env, Napi::Object exports);
 void register_autoencoder_kl(Napi::Env env, Napi::Object exports);

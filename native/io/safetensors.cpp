@@ -137,6 +137,12 @@ const SafetensorsEntry* SafetensorsFile::find(const std::string& name) const {
   return it != entries_.end() && it->name == name ? &*it : nullptr;
 }
 
+std::vector<const WeightEntry*> SafetensorsFile::weight_entries() const {
+  std::vector<const WeightEntry*> out;
+  for (const auto& e : entries_) out.push_back(&e);
+  return out;
+}
+
 Tensor SafetensorsFile::tensor(const std::string& name) const {
   const SafetensorsEntry* e = find(name);
   if (!e) throw_error("E_WEIGHTS_MISMATCH", path() + ": no tensor named '" + name + "'", name, path());
