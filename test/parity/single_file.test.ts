@@ -7,12 +7,14 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PiaError } from '../../lib/errors.js';
-import { f32ToF16, f16ToF32, narrowBF16 } from '../../lib/io/float16.js';
-import { readSafetensors, saveSafetensors, type SaveableTensor } from '../../lib/io/safetensors.js';
+import { f32ToF16, f16ToF32, narrowBF16, narrowF16 } from '../../lib/io/float16.js';
+import { readSafetensors, saveSafetensors, type RawTensor, type SaveableTensor } from '../../lib/io/safetensors.js';
 import { CheckpointView, readCheckpointHeader } from '../../lib/loaders/checkpoint_view.js';
 import { ldmKeyForDiffusers } from '../../lib/loaders/ldm_from_diffusers.js';
 import { convertLdmCheckpoint } from '../../lib/loaders/ldm_to_diffusers.js';
 import { piaOriginalToDiffusers } from '../../lib/loaders/pia_original.js';
+import { AutoencoderKL } from '../../lib/models/autoencoder_kl.js';
+import { CLIPTextModel } from '../../lib/models/clip_text_model.js';
 import { MotionAdapter } from '../../lib/models/motion_adapter.js';
 import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
 import { PIAPipeline } from '../../lib/pipelines/pia.js';
@@ -60,18 +62,19 @@ const unetRuns = (JSON.parse(readFileSync(fixture('golden', 'components', 'mini-
   .runs.filter((r) => !r.freeu);
 
 /** Rewrites a safetensors file tensor by tensor (dropping, renaming or re-typing some). */
-function rewrite(src: string, dst: string, edit: (name: string, t: { dtype: string; shape: number[]; data: Float32Array | BigInt64Array }) => [string, SaveableTensor] | null): void {
+function rewrite(src: string, dst: string, edit: (name: string, t: RawTensor) => [string, SaveableTensor] | null): void {
   const f = readSafetensors(src);
   const out: Record<string, SaveableTensor> = {};
   for (const n of f.names()) {
-    const raw = f.get(n);
-    const data = raw.dtype === 'I64' ? (raw.data as BigInt64Array) : raw.toFloat32();
-    const r = edit(n, { dtype: raw.dtype, shape: [...raw.shape], data });
+    const r = edit(n, f.get(n));
     if (r) out[r[0]] = r[1];
   }
   f.close();
   saveSafetensors(dst, out);
 }
+
+const keep = (t: RawTensor): SaveableTensor => ({ dtype: t.dtype, shape: t.shape, data: t.data });
+const isFloat = (t: RawTensor): boolean => t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F32';
 
 describe('LDM single file → diffusers keys (mini-sd.single-file.safetensors)', () => {
   const view = new CheckpointView({ path: '', names: () => [], shape: () => undefined, dtype: () => undefined });
@@ -152,14 +155,14 @@ describe('PIAPipeline.fromSingleFile (config: mini-sd) against golden/single_fil
 
   test('text encoder: last_hidden_state and pooler_output', async () => {
     const inputs = readSafetensors(fixture('golden', 'components', 'mini-sd_text_encoder.safetensors'));
-    const out = await (pipe.textEncoder as import('../../lib/models/clip_text_model.js').CLIPTextModel).encode(idsOf(inputs, 'input_ids'));
+    const out = await (pipe.textEncoder as CLIPTextModel).encode(idsOf(inputs, 'input_ids'));
     assertNear(out.lastHiddenState, tensorOf(golden, 'text_encoder_last_hidden_state'), 'last_hidden_state');
     assertNear(out.poolerOutput, tensorOf(golden, 'text_encoder_pooler_output'), 'pooler_output');
   });
 
   test('VAE: encode mean/logvar and decode', async () => {
     const inputs = readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors'));
-    const dist = await pipe.vae.encode(tensorOf(inputs, 'image'));
+    const dist = await (pipe.vae as AutoencoderKL).encode(tensorOf(inputs, 'image'));
     assertNear(dist.mean, tensorOf(golden, 'vae_encode_mean'), 'encode mean');
     assertNear(dist.logvar, tensorOf(golden, 'vae_encode_logvar'), 'encode logvar');
     assertNear(await pipe.vae.decode(tensorOf(inputs, 'decode_input')), tensorOf(golden, 'vae_decode_output'), 'decode');
@@ -208,4 +211,123 @@ describe('MotionAdapter.fromSingleFile (PIA original layout) against golden/pia_
       assertNear(out, tensorOf(golden, `unet_motion_${run.key}`), run.key);
     });
   }
+});
+
+describe('single files in other formats and precisions (derived in a temp folder)', () => {
+  const dir = tempDir('pia-single-file-');
+  let motionAdapter: MotionAdapter;
+  const golden = readSafetensors(fixture('loaders', 'golden', 'single_file_components.safetensors'));
+  const textInputs = readSafetensors(fixture('golden', 'components', 'mini-sd_text_encoder.safetensors'));
+  before(async () => {
+    motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+  });
+
+  test('float32 copy: outputs bit for bit those of the fp16 file (the CPU widens fp16 exactly)', async () => {
+    const f32 = join(dir, 'mini-sd.f32.safetensors');
+    rewrite(SINGLE_FILE, f32, (n, t) => [n, isFloat(t) ? { data: t.toFloat32(), shape: t.shape } : keep(t)]);
+    const a = await PIAPipeline.fromSingleFile(f32, { motionAdapter, config: MINI_SD });
+    const b = await PIAPipeline.fromSingleFile(SINGLE_FILE, { motionAdapter, config: MINI_SD });
+    try {
+      const ids = idsOf(textInputs, 'input_ids');
+      assert.deepEqual((await a.textEncoder.encode(ids)).lastHiddenState.data, (await b.textEncoder.encode(ids)).lastHiddenState.data);
+      const z = tensorOf(readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors')), 'decode_input');
+      assert.deepEqual((await a.vae.decode(z)).data, (await b.vae.decode(z)).data);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
+
+  test('bfloat16 copy loads and runs; outputs move by bf16 rounding only', async () => {
+    const bf16 = join(dir, 'mini-sd.bf16.safetensors');
+    rewrite(SINGLE_FILE, bf16, (n, t) => [n, isFloat(t) ? { dtype: 'BF16', shape: t.shape, data: narrowBF16(t.toFloat32()) } : keep(t)]);
+    const pipe = await PIAPipeline.fromSingleFile(bf16, { motionAdapter, config: MINI_SD });
+    try {
+      const out = await pipe.textEncoder.encode(idsOf(textInputs, 'input_ids'));
+      // bf16 keeps 8 significant bits (relative rounding ≤ 2^-9 per weight, vs fp16's 2^-11): measured
+      // 1.44e-2 max abs on |ref| ≤ 3.4 (4e-3 relative); 2e-2 relative bounds that, and a wrong tensor moves it by O(1).
+      assertNear(out.lastHiddenState, tensorOf(golden, 'text_encoder_last_hidden_state'), 'bf16 last_hidden_state', 2e-2);
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  test('a UNet tensor missing from the file: E_WEIGHTS_MISMATCH naming the diffusers key and the file\'s', async () => {
+    const cut = join(dir, 'mini-sd.cut.safetensors');
+    const gone = 'model.diffusion_model.input_blocks.1.0.in_layers.0.weight';
+    rewrite(SINGLE_FILE, cut, (n, t) => (n === gone ? null : [n, keep(t)]));
+    await assert.rejects(PIAPipeline.fromSingleFile(cut, { motionAdapter, config: MINI_SD }), (e: PiaError) => {
+      assert.equal(e.code, 'E_WEIGHTS_MISMATCH');
+      assert.equal(e.key, 'down_blocks.0.resnets.0.norm1.weight');
+      assert.match(e.message, /input_blocks\.1\.0\.in_layers\.0\.weight/);
+      return true;
+    });
+  });
+
+  test('an external VAE (vae option) as a bare LDM VAE file replaces the checkpoint\'s', async () => {
+    // A vae-ft-mse-style file: the checkpoint's first_stage_model.* tensors under bare names, here scaled by 2
+    // in conv_out so the decode proves which VAE ran.
+    const vaeFile = join(dir, 'vae-bare.safetensors');
+    rewrite(SINGLE_FILE, vaeFile, (n, t) => {
+      if (!n.startsWith('first_stage_model.')) return null;
+      const name = n.slice('first_stage_model.'.length);
+      // ×2 is exact in fp16.
+      return [name, name.startsWith('decoder.conv_out.') ? { dtype: 'F16', shape: t.shape, data: narrowF16(t.toFloat32().map((v) => 2 * v)) } : keep(t)];
+    });
+    const pipe = await PIAPipeline.fromSingleFile(SINGLE_FILE, { motionAdapter, config: MINI_SD, vae: vaeFile });
+    try {
+      const z = tensorOf(readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors')), 'decode_input');
+      const ref = tensorOf(golden, 'vae_decode_output');
+      assertNear(await pipe.vae.decode(z), { data: ref.data.map((v) => 2 * v), shape: ref.shape }, 'decode with the external VAE');
+    } finally {
+      pipe.dispose();
+    }
+  });
+});
+
+describe('refusals: other Stable Diffusion families', () => {
+  const dir = tempDir('pia-single-file-refuse-');
+  let motionAdapter: MotionAdapter;
+  before(async () => {
+    motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+  });
+  const zeros = (shape: number[]): SaveableTensor => ({ dtype: 'F16', shape, data: new Uint16Array(shape.reduce((a, b) => a * b, 1)) });
+  // The UNet telltales of an LDM file, SD-1.x sized unless overridden.
+  const unet = (o: { inChannels?: number; context?: number; linear?: boolean } = {}): Record<string, SaveableTensor> => ({
+    'model.diffusion_model.input_blocks.0.0.weight': zeros([8, o.inChannels ?? 4, 3, 3]),
+    'model.diffusion_model.input_blocks.1.1.proj_in.weight': zeros(o.linear ? [8, 8] : [8, 8, 1, 1]),
+    'model.diffusion_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight': zeros([8, o.context ?? 768]),
+  });
+  const cases: Array<[string, Record<string, SaveableTensor>, RegExp]> = [
+    ['SDXL (conditioner.embedders)', { ...unet({ context: 2048 }), 'conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias': zeros([8]) }, /SDXL/],
+    ['SDXL (label_emb only)', { ...unet(), 'model.diffusion_model.label_emb.0.0.weight': zeros([8, 16]) }, /SDXL/],
+    ['SD-2.x (OpenCLIP text tower)', { ...unet({ context: 1024, linear: true }), 'cond_stage_model.model.token_embedding.weight': zeros([16, 8]) }, /2\.x/],
+    ['SD-2.x (1024-wide context)', unet({ context: 1024 }), /2\.x/],
+    ['SD-2.x (linear proj_in)', unet({ linear: true }), /2\.x/],
+    ['inpainting (9-channel conv_in)', unet({ inChannels: 9 }), /inpainting/],
+    ['a VAE file', { 'encoder.conv_in.weight': zeros([8, 3, 3, 3]), 'encoder.down.0.block.0.conv1.weight': zeros([8, 8, 3, 3]) }, /only a VAE/],
+    ['a diffusers-named UNet file', { 'conv_in.weight': zeros([8, 4, 3, 3]) }, /fromPretrained/],
+  ];
+  for (const [what, tensors, message] of cases) {
+    test(`${what} → E_UNSUPPORTED`, async () => {
+      const path = join(dir, `${what.replace(/\W+/g, '_')}.safetensors`);
+      saveSafetensors(path, tensors);
+      await assert.rejects(PIAPipeline.fromSingleFile(path, { motionAdapter }), (e: PiaError) => {
+        assert.equal(e.code, 'E_UNSUPPORTED');
+        assert.match(e.message, message);
+        return true;
+      });
+    });
+  }
+
+  test('MotionAdapter.fromSingleFile of a file without motion modules → E_UNSUPPORTED', async () => {
+    await assert.rejects(MotionAdapter.fromSingleFile(SINGLE_FILE), (e: PiaError) => e.code === 'E_UNSUPPORTED');
+  });
+
+  test('missing files and a missing motionAdapter are refused before anything is read', async () => {
+    await assert.rejects(PIAPipeline.fromSingleFile(join(dir, 'nope.safetensors'), { motionAdapter }), (e: PiaError) => e.code === 'E_MODEL_NOT_FOUND');
+    await assert.rejects(PIAPipeline.fromSingleFile(SINGLE_FILE, {} as never), (e: PiaError) => e.code === 'E_INVALID_ARGUMENT');
+    await assert.rejects(PIAPipeline.fromSingleFile(SINGLE_FILE, { motionAdapter, config: join(dir, 'no-folder') }),
+      (e: PiaError) => e.code === 'E_MODEL_NOT_FOUND');
+  });
 });
