@@ -27,6 +27,8 @@ const CpuFeatures& cpu_features() {
 #endif
     // PIA_CPU_GENERIC=1 forces the portable kernels (tests compare both paths).
     if (const char* g = std::getenv("PIA_CPU_GENERIC"); g && std::strcmp(g, "0") != 0) c = CpuFeatures();
+    // PIA_CPU_NO_AVX512=1 keeps the AVX2 kernels on an AVX-512 machine (to test or compare them).
+    if (const char* g = std::getenv("PIA_CPU_NO_AVX512"); g && std::strcmp(g, "0") != 0) c.avx512f = false;
     return c;
   }();
   return f;

@@ -35,6 +35,7 @@ inline float gelu1(float x) { return 0.5f * x * (1.f + std::erf(x * 0.7071067811
 
 MicroKernel micro_kernel() {
 #if defined(__x86_64__) || defined(__i386__)
+  if (use_avx2() && cpu_features().avx512f) return avx2::micro_kernel_avx512;
   if (use_avx2()) return avx2::micro_kernel;
 #endif
   return micro_kernel_generic;

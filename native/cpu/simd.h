@@ -46,6 +46,7 @@ bool use_avx2();
 // AVX2 builds (defined in simd_avx2.cpp; only called when use_avx2()).
 namespace avx2 {
 void micro_kernel(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate);
+void micro_kernel_avx512(int64_t kc, const float* Ap, const float* Bp, float* C, int64_t ldc, bool accumulate);
 float exp_sub_sum(float* x, int64_t n, float m);
 float scale_max(float* x, int64_t n, float scale);
 void axpby(float* y, const float* x, int64_t n, float a, float b);

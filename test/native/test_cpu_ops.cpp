@@ -1,6 +1,8 @@
 // Every op of the CPU backend against a naive double-precision reference on random inputs
 // (ggml's test-backend-ops idea): one table of cases, normalised MSE with a per-op threshold.
-// Sizes are deliberately odd so that SIMD tails and block edges are exercised.
+// Sizes are deliberately odd so that SIMD tails and block edges are exercised. The kernels are
+// chosen at run time: run it again with PIA_CPU_NO_AVX512=1 (AVX2 kernels) and PIA_CPU_GENERIC=1
+// (portable kernels) to cover every path on an AVX-512 machine.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
