@@ -28,6 +28,7 @@ export interface AnimateArgs {
   negativePrompt?: string;
   model?: string;
   adapter?: string;
+  vae?: string;
   revision?: string;
   variant?: string;
   scheduler?: string;
@@ -103,7 +104,10 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
     throw new UsageError(`--${a.revision !== undefined ? 'revision' : 'variant'} applies to --model, which was not given`);
   }
   const t0 = Date.now();
-  const { pipe, demo, description } = await loadCliPipeline({ model: a.model, adapter: a.adapter, revision: a.revision, variant: a.variant, signal });
+  if (a.model === undefined && a.vae !== undefined) throw new UsageError('--vae applies to --model, which was not given');
+  const { pipe, demo, description } = await loadCliPipeline({
+    model: a.model, adapter: a.adapter, vae: a.vae, revision: a.revision, variant: a.variant, signal,
+  });
   if (demo && !a.quiet && !a.json) {
     process.stderr.write(
       'pia: no --model given: using the tiny random-weight demo model bundled with the package.\n' +

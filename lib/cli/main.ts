@@ -16,9 +16,12 @@ commands:
 animate options:
   --prompt, -p TEXT          what the animation shows
   --negative-prompt, -n TEXT what it should not show
-  --model DIR|ORG/NAME       SD-1.5 model: a diffusers pipeline folder, or a Hugging Face repo id
-                             read offline from the local cache (huggingface-cli download ORG/NAME)
-  --adapter DIR|ORG/NAME     PIA motion adapter (default with --model: openmmlab/PIA-condition-adapter)
+  --model DIR|ORG/NAME|FILE  SD-1.5 model: a diffusers pipeline folder, a Hugging Face repo id
+                             read offline from the local cache (huggingface-cli download ORG/NAME),
+                             or a single-file checkpoint (.safetensors / .ckpt, original SD layout)
+  --adapter DIR|ORG/NAME|FILE  PIA motion adapter (default with --model: openmmlab/PIA-condition-adapter);
+                             a file: PIA's original motion checkpoint (pia.ckpt layout)
+  --vae DIR|FILE             a VAE replacing the model's (diffusers folder, or an LDM VAE file such as vae-ft-mse)
   --revision REV             branch, tag or commit of the --model repo (default main)
   --variant NAME             weight variant of the model, e.g. fp16 (*.fp16.safetensors)
   --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
@@ -64,6 +67,7 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
         'negative-prompt': { type: 'string', short: 'n' },
         model: { type: 'string' },
         adapter: { type: 'string' },
+        vae: { type: 'string' },
         revision: { type: 'string' },
         variant: { type: 'string' },
         scheduler: { type: 'string' },
@@ -111,6 +115,7 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
           negativePrompt: v['negative-prompt'],
           model: v.model,
           adapter: v.adapter,
+          vae: v.vae,
           revision: v.revision,
           variant: v.variant,
           scheduler: v.scheduler,

@@ -105,7 +105,8 @@ function checkFile(path: unknown, option: string): string {
   return abs;
 }
 
-async function loadVae(path: string, signal: AbortSignal | undefined): Promise<AutoencoderKL> {
+/** A VAE from a diffusers folder, or from a single file (`first_stage_model.*` or bare LDM VAE names). */
+export async function loadVae(path: string, signal?: AbortSignal): Promise<AutoencoderKL> {
   if (isDirectory(path)) return AutoencoderKL.fromPretrained(path, { signal });
   const file = checkFile(path, 'vae');
   const view = new CheckpointView(await readCheckpointHeader(file));

@@ -3,7 +3,8 @@
 // against the diffusers v0.26.3 goldens of ../shared/fixtures/loaders (README sections 1, 2, 5), plus
 // derived formats written to a temp folder and the refusals.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PiaError } from '../../lib/errors.js';
@@ -19,7 +20,7 @@ import { MotionAdapter } from '../../lib/models/motion_adapter.js';
 import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
 import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import type { Tensor } from '../../lib/tensor.js';
-import { fixture } from '../helpers/fixtures.js';
+import { fixture, repoRoot } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const SINGLE_FILE = fixture('loaders', 'mini-sd.single-file.safetensors');
@@ -329,5 +330,32 @@ describe('refusals: other Stable Diffusion families', () => {
     await assert.rejects(PIAPipeline.fromSingleFile(SINGLE_FILE, {} as never), (e: PiaError) => e.code === 'E_INVALID_ARGUMENT');
     await assert.rejects(PIAPipeline.fromSingleFile(SINGLE_FILE, { motionAdapter, config: join(dir, 'no-folder') }),
       (e: PiaError) => e.code === 'E_MODEL_NOT_FOUND');
+  });
+});
+
+describe('pia animate with single files (--model FILE, --adapter FILE, --vae)', () => {
+  const dir = tempDir('pia-single-file-cli-');
+  const image = fixture('golden', 'pipeline', 'input_64x64.png');
+  const pia = (...args: string[]) =>
+    spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib/cli/main.ts'), ...args], { cwd: repoRoot, encoding: 'utf8' });
+
+  test('a single-file model and PIA\'s original adapter file', () => {
+    const out = join(dir, 'a') + '/';
+    const r = pia('animate', image, '-p', 'a red ball', '--model', SINGLE_FILE, '--adapter', PIA_ORIGINAL, '--steps', '2', '--frames', '2',
+      '--json', '-o', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).ok, true);
+    assert.deepEqual(readdirSync(out).sort(), ['frame_0000.png', 'frame_0001.png']);
+  });
+
+  test('--vae with a folder model; --revision with a single file is refused', () => {
+    const out = join(dir, 'b') + '/';
+    const r = pia('animate', image, '-p', 'x', '--model', MINI_SD, '--adapter', PIA_ORIGINAL, '--vae', SINGLE_FILE, '--steps', '1',
+      '--frames', '2', '-q', '-o', out);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(readdirSync(out).length, 2);
+    const bad = pia('animate', image, '-p', 'x', '--model', SINGLE_FILE, '--revision', 'main', '--adapter', PIA_ORIGINAL, '-q', '-o', join(dir, 'c') + '/');
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /revision/);
   });
 });
