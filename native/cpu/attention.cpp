@@ -22,9 +22,15 @@ int64_t round_up(int64_t a, int64_t b) { return (a + b - 1) / b * b; }
 }  // namespace
 
 void attention(const float* q, const float* k, const float* v, float* o, int64_t B, int64_t Sq, int64_t Sk,
-               int64_t H, int64_t D, int64_t Dv, float scale, bool causal) {
+               int64_t H, int64_t D, int64_t Dv, float scale, bool causal, int64_t interleave) {
   const MicroKernel uk = micro_kernel();
   const int64_t ldq = H * D, ldv = H * Dv;
+  // Element offset of row s of sequence n in a tensor of sequences of length S: sequences are
+  // interleaved `interleave` at a time (1: [B, S, C] rows; HW: the frame-major [B·F, HW, C]
+  // layout in which the F frames of each pixel form a sequence).
+  auto row = [interleave](int64_t n, int64_t s_, int64_t S, int64_t C) {
+    return ((n / interleave) * S * interleave + s_ * interleave + n % interleave) * C;
+  };
   const int64_t Skp = round_up(Sk, kMR), Dvp = round_up(Dv, kMR);
   const int64_t kstride = Skp * D, vstride = Skp * Dvp;  // packed floats per (b, h)
   auto pack_kv = [&](int64_t bh, float* kd, float* vd) {
@@ -32,7 +38,7 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
     for (int64_t kt = 0; kt < Skp; kt += kMR) {  // kd: [key tile][d][kMR]
       float* dst = kd + kt * D;
       for (int64_t i = 0; i < kMR; ++i) {
-        const float* src = k + (b * Sk + kt + i) * ldq + h * D;
+        const float* src = k + row(b, kt + i, Sk, ldq) + h * D;
         if (kt + i < Sk) {
           for (int64_t d = 0; d < D; ++d) dst[d * kMR + i] = src[d];
         } else {
@@ -41,7 +47,7 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
       }
     }
     for (int64_t key = 0; key < Skp; ++key) {  // vd: [channel tile][key][kMR]
-      const float* src = v + (b * Sk + key) * ldv + h * Dv;
+      const float* src = v + row(b, key, Sk, ldv) + h * Dv;
       for (int64_t dt = 0; dt < Dvp; dt += kMR) {
         float* dst = vd + dt * Skp + key * kMR;
         const int64_t n = key < Sk ? std::min(kMR, Dv - dt) : 0;
@@ -64,7 +70,7 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
     const int64_t nq = std::min(BQ, Sq - q0), npan = (nq + kNR - 1) / kNR;
     for (int64_t j = 0; j < npan * kNR; ++j) {
       float* dst = qpan + (j / kNR) * D * kNR + j % kNR;
-      const float* src = q + (b * Sq + q0 + j) * ldq + h * D;
+      const float* src = q + row(b, q0 + j, Sq, ldq) + h * D;
       if (j < nq) {
         for (int64_t d = 0; d < D; ++d) dst[d * kNR] = src[d];
       } else {
@@ -98,7 +104,7 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
     }
     for (int64_t i = 0; i < nq; ++i) {
       const float inv = 1.f / l[i];
-      float* oi = o + (b * Sq + q0 + i) * ldv + h * Dv;
+      float* oi = o + row(b, q0 + i, Sq, ldv) + h * Dv;
       for (int64_t d = 0; d < Dv; ++d) oi[d] = ot[d * BQ + i] * inv;
     }
   };
@@ -116,11 +122,13 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
       float* vd = kd + H * kstride;
       float* work = workbuf.get(work_floats);
       for (int64_t b = tb; b < te; ++b) {
-        const char* qrows = reinterpret_cast<const char*>(q + b * Sq * ldq);
-        for (int64_t off = 0; off < std::min<int64_t>(Sq, 4 * BQ) * ldq * 4; off += 64) __builtin_prefetch(qrows + off);
+        for (int64_t i = 0; i < std::min<int64_t>(Sq, 4 * BQ); ++i) {
+          const char* qr = reinterpret_cast<const char*>(q + row(b, i, Sq, ldq));
+          for (int64_t off = 0; off < ldq * 4; off += 64) __builtin_prefetch(qr + off);
+        }
         for (int64_t kt = 0; kt < Skp; kt += kMR) {  // kd per head: [key tile][d][kMR]
           for (int64_t i = 0; i < kMR; ++i) {
-            const float* src = k + (b * Sk + kt + i) * ldq;
+            const float* src = k + row(b, kt + i, Sk, ldq);
             for (int64_t h = 0; h < H; ++h) {
               float* dst = kd + h * kstride + kt * D + i;
               if (kt + i < Sk) {
@@ -132,7 +140,7 @@ void attention(const float* q, const float* k, const float* v, float* o, int64_t
           }
         }
         for (int64_t key = 0; key < Skp; ++key) {  // vd per head: [channel tile][key][kMR]
-          const float* src = v + (b * Sk + key) * ldv;
+          const float* src = v + row(b, key, Sk, ldv);
           for (int64_t h = 0; h < H; ++h) {
             for (int64_t dt = 0; dt < Dvp; dt += kMR) {
               float* dst = vd + h * vstride + dt * Skp + key * kMR;

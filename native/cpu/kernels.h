@@ -52,9 +52,11 @@ void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, con
 // torch.nn.LayerNorm over the last dim D of rows x [R, D].
 void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y);
 
-// Flash-style attention; q [B,Sq,H·D], k [B,Sk,H·D], v [B,Sk,H·Dv] -> o [B,Sq,H·Dv].
+// Flash-style attention; q [B,Sq,H·D], k [B,Sk,H·D], v [B,Sk,H·Dv] -> o [B,Sq,H·Dv]. With
+// interleave = G > 1 the B sequences are stored G at a time, interleaved row by row: q is
+// [B/G, Sq, G, H·D] (the frame-major layout of temporal attention: G = HW pixels, S = frames).
 void attention(const float* q, const float* k, const float* v, float* o, int64_t B, int64_t Sq, int64_t Sk,
-               int64_t H, int64_t D, int64_t Dv, float scale, bool causal);
+               int64_t H, int64_t D, int64_t Dv, float scale, bool causal, int64_t interleave = 1);
 
 // diffusers' FreeU fourier_filter on x [planes, H, W].
 void fourier_filter(const float* x, int64_t planes, int64_t H, int64_t W, int threshold, float scale, float* y);
