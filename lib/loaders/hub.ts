@@ -157,7 +157,7 @@ function inside(dir: string, subfolder: string | undefined, what: string, where:
 export function resolveModel(idOrPath: string, options: ResolveModelOptions = {}): string {
   throwIfAborted(options.signal);
   const what = options.what ?? 'model';
-  const option = options.option ?? 'pretrainedModelNameOrPath';
+  const option = options.option ?? 'dirOrRepo';
   if (typeof idOrPath !== 'string' || idOrPath.length === 0) {
     throw invalidArgument(option, `${what}: expected a folder or a Hugging Face repo id ('org/name')`);
   }

@@ -21,7 +21,8 @@ import { PIAPipeline, type PIAGenerateOptions } from '../../lib/pipelines/pia.js
 import { Generator } from '../../lib/random/generator.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { CLIPTokenizer } from '../../lib/tokenizers/clip_tokenizer.js';
-import { fixture } from '../helpers/fixtures.js';
+import { spawnSync } from 'node:child_process';
+import { fixture, repoRoot } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const ENV_KEYS = ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME'] as const;
@@ -351,6 +352,25 @@ describe('Hugging Face cache resolution', () => {
     const tok = await CLIPTokenizer.fromPretrained('test/tiny', { subfolder: 'tokenizer' });
     const ref = await CLIPTokenizer.fromPretrained(fixture('models', 'tiny', 'tokenizer'));
     assert.deepEqual(tok.encode(['a red ball']).inputIds, ref.encode(['a red ball']).inputIds);
+  });
+
+  test('the CLI takes repo ids for --model and --adapter, with --revision and --variant', () => {
+    const pia = (...args: string[]) =>
+      spawnSync(process.execPath, ['--import', 'tsx', join(repoRoot, 'lib/cli/main.ts'), 'animate', fixture('golden/pipeline/input_64x64.png'), '-p', 'x', ...args], {
+        cwd: repoRoot, encoding: 'utf8', env: { ...process.env },
+      });
+    const small = ['--steps', '1', '--frames', '2', '--size', '16x16', '--json'];
+    const ok = pia('--model', 'test/tiny', '--adapter', 'test/tiny-motion-adapter', '--revision', 'v1', '--variant', 'fp16', ...small, '-o', join(root, 'cli') + '/');
+    assert.equal(ok.status, 0, ok.stderr);
+    const report = JSON.parse(ok.stdout);
+    assert.equal(report.frames, 2);
+    assert.match(report.model, /^test\/tiny@v1 \(fp16\) \+ test\/tiny-motion-adapter$/);
+    const missing = pia('--model', 'org/not-cached', '--adapter', 'test/tiny-motion-adapter', ...small, '-o', join(root, 'cli2') + '/');
+    assert.equal(missing.status, 1);
+    assert.match(missing.stderr, /E_MODEL_NOT_FOUND: .*huggingface-cli download org\/not-cached/);
+    const usage = pia('--variant', 'fp16', ...small, '-o', join(root, 'cli3') + '/');
+    assert.equal(usage.status, 2);
+    assert.match(usage.stderr, /--variant applies to --model/);
   });
 
   test('device and dtype are checked before anything is read', async () => {
