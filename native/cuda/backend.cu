@@ -5,7 +5,9 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common.cuh"
 #include "cuda_api.h"
+#include "kernels.cuh"
 
 namespace {
 
@@ -78,6 +80,43 @@ __attribute__((visibility("default"))) int pia_cuda_add_f32(int device, const fl
   cudaFree(db);
   cudaFree(dout);
   return rc;
+}
+
+// The ops table (cuda_api.h); the core refuses a library whose ABI version differs, and a table
+// smaller than the caller's (an older library) is refused here.
+__attribute__((visibility("default"))) int pia_cuda_get_ops(PiaCudaOps* out, size_t size) {
+  if (size > sizeof(PiaCudaOps)) return 1;
+  PiaCudaOps t{};
+  t.size = sizeof(PiaCudaOps);
+  t.last_error = pia_cuda::last_error;
+  t.malloc = pia_cuda::dev_malloc;
+  t.free = pia_cuda::dev_free;
+  t.memcpy_h2d = pia_cuda::memcpy_h2d;
+  t.memcpy_d2h = pia_cuda::memcpy_d2h;
+  t.memset_zero = pia_cuda::memset_zero;
+  t.synchronize = pia_cuda::synchronize;
+  t.memory_stats = pia_cuda::memory_stats;
+  t.reset_peak = pia_cuda::reset_peak;
+  t.empty_cache = pia_cuda::empty_cache;
+  t.timer_start = pia_cuda::timer_start;
+  t.timer_stop = pia_cuda::timer_stop;
+  t.gemm = pia_cuda::gemm;
+  t.conv2d = pia_cuda::conv2d;
+  t.group_norm = pia_cuda::group_norm;
+  t.layer_norm = pia_cuda::layer_norm;
+  t.attention = pia_cuda::attention;
+  t.binary = pia_cuda::binary;
+  t.add_inplace = pia_cuda::add_inplace;
+  t.affine = pia_cuda::affine;
+  t.activation = pia_cuda::activation;
+  t.geglu = pia_cuda::geglu;
+  t.upsample_nearest2x = pia_cuda::upsample_nearest2x;
+  t.embedding = pia_cuda::embedding;
+  t.fourier_filter = pia_cuda::fourier_filter;
+  t.strided_copy = pia_cuda::strided_copy;
+  t.convert = pia_cuda::convert;
+  std::memcpy(out, &t, size);
+  return 0;
 }
 
 }  // extern "C"

@@ -59,6 +59,11 @@ CudaStatus probe() {
     s.reason = lib + " was built for another version of the core (ABI " + std::to_string(version()) + ")";
     return s;
   }
+  auto get_ops = reinterpret_cast<pia_cuda_get_ops_fn>(dlsym(h, "pia_cuda_get_ops"));
+  if (!get_ops || get_ops(&g_api.ops, sizeof g_api.ops) != 0 || g_api.ops.size != sizeof g_api.ops) {
+    s.reason = lib + " lacks the op table of this version of the core";
+    return s;
+  }
   char err[512] = {0};
   int count = 0;
   if (g_api.device_count(&count, err, sizeof err) != 0) {

@@ -28,6 +28,8 @@ struct CudaApi {
   pia_cuda_device_count_fn device_count = nullptr;
   pia_cuda_device_info_fn device_info = nullptr;
   pia_cuda_add_f32_fn add_f32 = nullptr;
+  // The device memory and op entry points (cuda_api.h); what CudaBackend calls.
+  PiaCudaOps ops{};
 };
 
 // Probed once per process.

@@ -70,6 +70,13 @@ class Backend {
   // Heads are contiguous slices of the channel dim (diffusers' head_to_batch_dim). Never
   // materialises the full [Sq, Sk] score matrix.
   virtual Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) = 0;
+  // Attention over frames (the motion modules' TransformerTemporalModel): q [B·F, HW, H·D],
+  // k [B·F, HW, H·D], v [B·F, HW, H·Dv] in the frame-major layout of the spatial blocks; the F
+  // frames of every (b, pixel) form one sequence -> [B·F, HW, H·Dv]. Exactly: permute to
+  // [B·HW, F, ·], attention(), permute back (the default, native/cpu/temporal_attention.cpp);
+  // a backend may instead read the strided layout in place.
+  virtual Tensor temporal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t frames,
+                                    const AttentionParams& p);
 
   // --- elementwise --------------------------------------------------------------------------------
   // Numpy-style broadcasting of b against a (b's dims right-aligned, size-1 dims broadcast).

@@ -1,0 +1,204 @@
+// The canonical GPU job on the real SD-1.5 + PIA architecture with random weights: one
+// UNetMotionModel step at 512×512 (64×64 latents), 16 frames, CFG batch 2; one VAE decode of the
+// 16 frames; the estimate of a 25-step job. Prints seconds, achieved TFLOP/s (FLOPs of the
+// convolutions, linears and attention, counted by wrapping the backend), that as a fraction of
+// our own large GEMM's rate measured in the same run, and peak GPU memory. Skips cleanly when
+// cuda_api() is null. Run: pia_native_bench cuda [--dtype f16|bf16|f32 via PIA_BENCH_DTYPE]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "../../test/native/sd15_random_weights.h"
+#include "bench.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_loader.h"
+#include "ops/backend.h"
+
+using namespace pia;
+
+namespace {
+
+bool skip(const char* what) {
+  if (cuda_api()) return false;
+  std::printf("  skip %s: %s\n", what, cuda_status().reason.c_str());
+  return true;
+}
+
+// PIA_BENCH_DTYPE=f16|bf16|f32 (default bf16: SD-1.5's VAE overflows in f16 with real weights).
+DType bench_dtype() {
+  const char* s = std::getenv("PIA_BENCH_DTYPE");
+  if (s && !std::strcmp(s, "f16")) return DType::F16;
+  if (s && !std::strcmp(s, "f32")) return DType::F32;
+  return DType::BF16;
+}
+
+double gib(size_t b) { return double(b) / (1024.0 * 1024.0 * 1024.0); }
+
+// Delegates every op, adding the multiply-add FLOPs (×2) of the heavy ones.
+class FlopCounter final : public Backend {
+ public:
+  explicit FlopCounter(std::shared_ptr<Backend> inner) : b_(std::move(inner)) {}
+  double flops = 0;
+
+  std::string name() const override { return b_->name(); }
+  Device device() const override { return b_->device(); }
+  Tensor upload(const Tensor& h) override { return b_->upload(h); }
+  Tensor from_host(const Tensor& h) override { return b_->from_host(h); }
+  Tensor to_host(const Tensor& x) override { return b_->to_host(x); }
+  Tensor zeros(const Shape& s) override { return b_->zeros(s); }
+  Tensor contiguous(const Tensor& x) override { return b_->contiguous(x); }
+  Tensor cat(const std::vector<Tensor>& xs, int dim) override { return b_->cat(xs, dim); }
+  Tensor linear(const Tensor& x, const Tensor& w, const Tensor& b, Activation act) override {
+    flops += 2.0 * double(x.numel() / x.size(-1)) * double(w.size(0)) * double(w.size(1));
+    return b_->linear(x, w, b, act);
+  }
+  Tensor matmul(const Tensor& a, const Tensor& b, bool tb) override {
+    Tensor y = b_->matmul(a, b, tb);
+    flops += 2.0 * double(y.numel()) * double(a.size(-1));
+    return y;
+  }
+  Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) override {
+    Tensor y = b_->conv2d(x, w, b, p);
+    flops += 2.0 * double(y.numel()) * double(w.size(1) * w.size(2) * w.size(3));
+    return y;
+  }
+  Tensor group_norm(const Tensor& x, int g, const Tensor& ga, const Tensor& be, float eps, Activation a) override {
+    return b_->group_norm(x, g, ga, be, eps, a);
+  }
+  Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
+    return b_->layer_norm(x, g, b, eps);
+  }
+  Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) override {
+    flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(k.size(1)) * double(q.size(2) + v.size(2));
+    return b_->attention(q, k, v, p);
+  }
+  Tensor temporal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t f,
+                            const AttentionParams& p) override {
+    flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(f) * double(q.size(2) + v.size(2));
+    return b_->temporal_attention(q, k, v, f, p);
+  }
+  Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override { return b_->binary(op, a, b); }
+  void add_(Tensor& a, const Tensor& b, float alpha) override { b_->add_(a, b, alpha); }
+  Tensor affine(const Tensor& x, float s, float t) override { return b_->affine(x, s, t); }
+  Tensor activation(const Tensor& x, Activation a) override { return b_->activation(x, a); }
+  Tensor geglu(const Tensor& x) override { return b_->geglu(x); }
+  Tensor upsample_nearest2x(const Tensor& x) override { return b_->upsample_nearest2x(x); }
+  Tensor embedding(const Tensor& t, const std::vector<int64_t>& ids) override { return b_->embedding(t, ids); }
+  Tensor timestep_embedding(const std::vector<float>& t, int dim, bool flip, float shift) override {
+    return b_->timestep_embedding(t, dim, flip, shift);
+  }
+  Tensor fourier_filter(const Tensor& x, int t, float s) override { return b_->fourier_filter(x, t, s); }
+
+ private:
+  std::shared_ptr<Backend> b_;
+};
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+// Our GEMM's rate on a large square problem: the "peak" the networks are measured against.
+double gemm_tflops(Backend& be, int64_t n) {
+  Tensor x = be.from_host(sd15::uniform({n, n}, 1.f, 3)), w = be.upload(sd15::uniform({n, n}, 0.02f, 4)), none;
+  be.linear(x, w, none);
+  cuda_synchronize(0);
+  const int reps = 5;
+  cuda_timer_start(0);
+  for (int i = 0; i < reps; ++i) be.linear(x, w, none);
+  const double s = cuda_timer_stop(0) / reps;
+  const double t = 2.0 * double(n) * double(n) * double(n) / s * 1e-12;
+  std::printf("  GEMM %lldx%lldx%lld (%s): %.3f ms, %.1f TFLOP/s\n", (long long)n, (long long)n, (long long)n,
+              be.name().c_str(), s * 1e3, t);
+  return t;
+}
+
+}  // namespace
+
+PIA_BENCH(bench_cuda_gemm_peak) {
+  if (skip("bench_cuda_gemm_peak")) return;
+  for (DType dt : {DType::F16, DType::BF16, DType::F32}) {
+    auto be = make_cuda_backend(0, dt);
+    gemm_tflops(*be, dt == DType::F32 ? 4096 : 8192);
+  }
+}
+
+PIA_BENCH(bench_cuda_sd15_pia_job) {
+  if (skip("bench_cuda_sd15_pia_job")) return;
+  const DType dt = bench_dtype();
+  auto gpu = make_cuda_backend(0, dt);
+  const auto& dev = cuda_status().devices.at(0);
+  std::printf("  device %s (sm_%d%d, %.1f GiB), activations and weights %s\n", dev.name.c_str(), dev.major, dev.minor,
+              gib(dev.total_memory), dtype_name(dt));
+  const double peak = gemm_tflops(*gpu, 8192);
+
+  // --- UNetMotionModel step ------------------------------------------------------------------------
+  const auto config = nn::UNetMotionModelConfig::from_unet2d(sd15::json(sd15::kUnetConfig), sd15::json(sd15::kAdapterConfig));
+  auto counter = std::make_shared<FlopCounter>(gpu);
+  double t0 = now();
+  std::unique_ptr<nn::UNetMotionModel> unet;
+  {
+    WeightStore u, a;
+    u.set_label("unet");
+    a.set_label("motion_adapter");
+    sd15::unet_weights(config, u, a);
+    unet = std::make_unique<nn::UNetMotionModel>(counter, config, u, a);
+  }
+  cuda_synchronize(0);
+  const CudaMemoryStats after_load = cuda_memory_stats(0);
+  std::printf("  UNetMotion weights made and uploaded in %.1f s, %.2f GiB on the GPU\n", now() - t0,
+              gib(after_load.in_use));
+
+  const int64_t B = 2, F = 16, H = 64, W = 64;
+  const Tensor sample = sd15::uniform({B, config.in_channels, F, H, W}, 1.f, 5);
+  const Tensor ehs = sd15::uniform({B, 77, config.cross_attention_dim}, 1.f, 6);
+  cuda_reset_peak_memory(0);
+  counter->flops = 0;
+  t0 = now();
+  unet->forward(sample, 999.f, ehs);  // first call: allocator warm-up
+  const double first = now() - t0;
+  const double step_flops = counter->flops;
+  double best = first;
+  for (int i = 0; i < 3; ++i) {
+    t0 = now();
+    unet->forward(sample, 999.f - 40.f * float(i), ehs);
+    best = std::min(best, now() - t0);
+  }
+  const CudaMemoryStats unet_mem = cuda_memory_stats(0);
+  bench::report("UNetMotion step SD-1.5+PIA 512x512 F16 CFG B2 (" + std::string(dtype_name(dt)) + ")", best, step_flops);
+  std::printf("  %.2f TFLOP per step, %.1f TFLOP/s = %.1f%% of the GEMM's %.1f TFLOP/s (first call %.3f s)\n",
+              step_flops * 1e-12, step_flops / best * 1e-12, 100.0 * step_flops / best * 1e-12 / peak, peak, first);
+  std::printf("  peak GPU memory in the UNet step: %.2f GiB in use, %.2f GiB reserved\n", gib(unet_mem.peak_in_use),
+              gib(unet_mem.peak_reserved));
+  unet.reset();
+
+  // --- VAE decode of the 16 frames -------------------------------------------------------------------
+  const nn::AutoencoderKLConfig vc = nn::AutoencoderKLConfig::from_json(sd15::json(sd15::kVaeConfig));
+  auto vcounter = std::make_shared<FlopCounter>(gpu);
+  std::unique_ptr<nn::AutoencoderKL> vae;
+  {
+    WeightStore w;
+    w.set_label("vae");
+    sd15::vae_weights(w, vc);
+    vae = std::make_unique<nn::AutoencoderKL>(vc, w, vcounter);
+  }
+  const Tensor z = sd15::uniform({F, 4, H, W}, 2.f, 7);
+  cuda_reset_peak_memory(0);
+  vcounter->flops = 0;
+  t0 = now();
+  vae->decode(z, false, false);
+  double vae_s = now() - t0;
+  const double vae_flops = vcounter->flops;
+  t0 = now();
+  vae->decode(z, false, false);
+  vae_s = std::min(vae_s, now() - t0);
+  const CudaMemoryStats vae_mem = cuda_memory_stats(0);
+  bench::report("AutoencoderKL decode 16 frames 64x64 -> 512x512 (" + std::string(dtype_name(dt)) + ")", vae_s, vae_flops);
+  std::printf("  %.2f TFLOP, %.1f TFLOP/s; peak GPU memory %.2f GiB in use, %.2f GiB reserved\n", vae_flops * 1e-12,
+              vae_flops / vae_s * 1e-12, gib(vae_mem.peak_in_use), gib(vae_mem.peak_reserved));
+
+  const double job = 25 * best + vae_s;
+  std::printf("  25-step job estimate (UNet steps + VAE decode; CLIP and scheduler are negligible): %.2f s, "
+              "%.1f TFLOP at %.1f TFLOP/s\n",
+              job, (25 * step_flops + vae_flops) * 1e-12, (25 * step_flops + vae_flops) / job * 1e-12);
+}

@@ -1,0 +1,90 @@
+#pragma once
+// Shared by the kernel files of libpia_cuda.so: error reporting, the per-device stream, element
+// types (f32 / f16 / bf16 in memory, f32 in registers) and the activations.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "cuda_api.h"
+
+#define PIA_EXPORT __attribute__((visibility("default")))
+
+namespace pia_cuda {
+
+// The message behind the last non-zero return on this thread.
+void set_error(const char* fmt, ...);
+const char* last_error();
+// cudaSetDevice, with the error recorded.
+int use_device(int device);
+// The library's stream on the current device (non-blocking, created on first use).
+cudaStream_t stream();
+// PIA_CUDA_OK, or the launch error (cudaGetLastError) recorded under `what`.
+int check_launch(const char* what);
+int check(cudaError_t e, const char* what);
+
+// Scratch memory from the caching allocator (stream-ordered reuse), for kernels that need it.
+int scratch_alloc(int device, size_t bytes, void** out);
+void scratch_free(int device, void* p);
+
+template <typename T>
+__device__ __forceinline__ float to_f(T x);
+template <>
+__device__ __forceinline__ float to_f<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ float to_f<__half>(__half x) { return __half2float(x); }
+template <>
+__device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <>
+__device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
+
+// pia::Activation codes, torch's definitions.
+__device__ __forceinline__ float apply_act(float x, int act) {
+  switch (act) {
+    case 1: return x / (1.f + expf(-x));
+    case 2: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
+    case 3: {
+      const float k = 0.79788456080286536f;  // sqrt(2/pi)
+      return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
+    }
+    case 4: return x / (1.f + expf(-1.702f * x));
+    default: return x;
+  }
+}
+
+// Grid-stride launch size for n elements.
+inline unsigned blocks_for(int64_t n, int threads = 256) {
+  int64_t b = (n + threads - 1) / threads;
+  if (b < 1) b = 1;
+  if (b > 65535 * 8) b = 65535 * 8;
+  return unsigned(b);
+}
+
+}  // namespace pia_cuda
+
+// Runs the statement with T bound to the element type of dtype code `dt`; an unknown code
+// returns PIA_CUDA_ERR_ARG from the enclosing function.
+#define PIA_DISPATCH(dt, ...)                                                   \
+  switch (dt) {                                                                 \
+    case 0: {                                                                   \
+      using T = float;                                                          \
+      __VA_ARGS__;                                                              \
+    } break;                                                                    \
+    case 1: {                                                                   \
+      using T = __half;                                                         \
+      __VA_ARGS__;                                                              \
+    } break;                                                                    \
+    case 2: {                                                                   \
+      using T = __nv_bfloat16;                                                  \
+      __VA_ARGS__;                                                              \
+    } break;                                                                    \
+    default: ::pia_cuda::set_error("unknown dtype code %d", int(dt)); return PIA_CUDA_ERR_ARG; \
+  }

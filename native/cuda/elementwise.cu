@@ -1,0 +1,292 @@
+// Elementwise ops, broadcasting binaries, strided copies (contiguous(), cat) and small gathers.
+// All math in f32; every kernel walks its elements with a grid-stride loop.
+#include <cstring>
+
+#include "common.cuh"
+#include "kernels.cuh"
+
+namespace pia_cuda {
+
+namespace {
+
+// Shape and up to two operands' strides, passed by value (kernel parameter space).
+struct Strides2 {
+  int nd;
+  int64_t shape[PIA_CUDA_MAX_DIMS];
+  int64_t s0[PIA_CUDA_MAX_DIMS];
+  int64_t s1[PIA_CUDA_MAX_DIMS];
+};
+
+// Offsets of the i-th element (row-major over shape) in the two strided operands.
+__device__ __forceinline__ void offsets(const Strides2& st, int64_t i, int64_t& o0, int64_t& o1) {
+  o0 = 0;
+  o1 = 0;
+  for (int d = st.nd - 1; d >= 0; --d) {
+    const int64_t n = st.shape[d];
+    const int64_t c = i % n;
+    i /= n;
+    o0 += c * st.s0[d];
+    o1 += c * st.s1[d];
+  }
+}
+
+__device__ __forceinline__ float binop(int op, float a, float b) {
+  switch (op) {
+    case 0: return a + b;
+    case 1: return a - b;
+    case 2: return a * b;
+    default: return a / b;
+  }
+}
+
+template <typename T>
+__global__ void binary_kernel(int op, Strides2 st, int64_t n, const T* a, const T* b, T* y) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t oa, ob;
+    offsets(st, i, oa, ob);
+    y[i] = from_f<T>(binop(op, to_f(a[oa]), to_f(b[ob])));
+  }
+}
+
+// a[i] += alpha · b[ob(i)]; s0 unused (a is contiguous).
+template <typename T>
+__global__ void add_inplace_kernel(Strides2 st, int64_t n, T* a, const T* b, float alpha) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t unused, ob;
+    offsets(st, i, unused, ob);
+    a[i] = from_f<T>(to_f(a[i]) + alpha * to_f(b[ob]));
+  }
+}
+
+// Copies raw elements of `Word` size (2 or 4 bytes): dtype does not matter.
+template <typename Word>
+__global__ void strided_copy_kernel(Strides2 st, int64_t n, const Word* src, Word* dst) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    int64_t os, od;
+    offsets(st, i, os, od);
+    dst[od] = src[os];
+  }
+}
+
+template <typename T>
+__global__ void affine_kernel(const T* x, T* y, int64_t n, float s, float t) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    y[i] = from_f<T>(fmaf(to_f(x[i]), s, t));
+  }
+}
+
+template <typename T>
+__global__ void activation_kernel(const T* x, T* y, int64_t n, int act) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    y[i] = from_f<T>(apply_act(to_f(x[i]), act));
+  }
+}
+
+// diffusers GEGLU: hidden, gate = x.chunk(2, -1); hidden * gelu(gate) (erf GELU).
+template <typename T>
+__global__ void geglu_kernel(const T* x, T* y, int64_t rows, int64_t n) {
+  const int64_t total = rows * n;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / n, c = i - r * n;
+    const T* xr = x + r * 2 * n;
+    y[i] = from_f<T>(to_f(xr[c]) * apply_act(to_f(xr[n + c]), 2));
+  }
+}
+
+template <typename T>
+__global__ void upsample_kernel(const T* x, T* y, int64_t planes, int64_t H, int64_t W) {
+  const int64_t total = planes * 4 * H * W, W2 = 2 * W, H2 = 2 * H;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t ox = i % W2, t = i / W2, oy = t % H2, pl = t / H2;
+    y[i] = x[(pl * H + oy / 2) * W + ox / 2];
+  }
+}
+
+template <typename T>
+__global__ void embedding_kernel(const T* table, const int64_t* ids, int64_t n, int64_t D, T* y) {
+  const int64_t total = n * D;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / D, c = i - r * D;
+    y[i] = table[ids[r] * D + c];
+  }
+}
+
+template <typename S, typename D>
+__global__ void convert_kernel(const S* src, D* dst, int64_t n) {
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    dst[i] = from_f<D>(to_f(src[i]));
+  }
+}
+
+int make_strides(const PiaStridedShape* shape, const int64_t* s0, const int64_t* s1, Strides2& st, int64_t& n) {
+  if (shape->ndim < 0 || shape->ndim > PIA_CUDA_MAX_DIMS) {
+    set_error("at most %d dims are supported, got %d", PIA_CUDA_MAX_DIMS, shape->ndim);
+    return PIA_CUDA_ERR_ARG;
+  }
+  std::memset(&st, 0, sizeof st);
+  st.nd = shape->ndim;
+  n = 1;
+  for (int d = 0; d < st.nd; ++d) {
+    st.shape[d] = shape->shape[d];
+    st.s0[d] = s0 ? s0[d] : 0;
+    st.s1[d] = s1 ? s1[d] : 0;
+    n *= st.shape[d];
+  }
+  return PIA_CUDA_OK;
+}
+
+}  // namespace
+
+int binary(int device, int dtype, int op, const PiaStridedShape* shape, const void* a, const int64_t* a_strides,
+           const void* b, const int64_t* b_strides, void* y) {
+  if (int rc = use_device(device)) return rc;
+  if (op < 0 || op > 3) {
+    set_error("binary: unknown op %d", op);
+    return PIA_CUDA_ERR_ARG;
+  }
+  Strides2 st;
+  int64_t n = 0;
+  if (int rc = make_strides(shape, a_strides, b_strides, st, n)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, binary_kernel<T><<<blocks_for(n), 256, 0, s>>>(op, st, n, static_cast<const T*>(a),
+                                                                      static_cast<const T*>(b), static_cast<T*>(y)));
+  return check_launch("binary kernel");
+}
+
+int add_inplace(int device, int dtype, const PiaStridedShape* shape, void* a, const void* b, const int64_t* b_strides,
+                float alpha) {
+  if (int rc = use_device(device)) return rc;
+  Strides2 st;
+  int64_t n = 0;
+  if (int rc = make_strides(shape, nullptr, b_strides, st, n)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, add_inplace_kernel<T><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<T*>(a),
+                                                                           static_cast<const T*>(b), alpha));
+  return check_launch("add_ kernel");
+}
+
+int affine(int device, int dtype, const void* x, void* y, int64_t n, float sc, float t) {
+  if (int rc = use_device(device)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, affine_kernel<T><<<blocks_for(n), 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                      n, sc, t));
+  return check_launch("affine kernel");
+}
+
+int activation(int device, int dtype, const void* x, void* y, int64_t n, int act) {
+  if (int rc = use_device(device)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, activation_kernel<T><<<blocks_for(n), 256, 0, s>>>(static_cast<const T*>(x),
+                                                                          static_cast<T*>(y), n, act));
+  return check_launch("activation kernel");
+}
+
+int geglu(int device, int dtype, const void* x, void* y, int64_t rows, int64_t n) {
+  if (int rc = use_device(device)) return rc;
+  if (rows == 0 || n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, geglu_kernel<T><<<blocks_for(rows * n), 256, 0, s>>>(static_cast<const T*>(x),
+                                                                            static_cast<T*>(y), rows, n));
+  return check_launch("geglu kernel");
+}
+
+int upsample_nearest2x(int device, int dtype, const void* x, void* y, int64_t planes, int64_t H, int64_t W) {
+  if (int rc = use_device(device)) return rc;
+  const int64_t n = planes * 4 * H * W;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  PIA_DISPATCH(dtype, upsample_kernel<T><<<blocks_for(n), 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                        planes, H, W));
+  return check_launch("upsample kernel");
+}
+
+int embedding(int device, int dtype, const void* table, int64_t V, int64_t D, const int64_t* host_ids, int64_t n,
+              void* y) {
+  if (int rc = use_device(device)) return rc;
+  for (int64_t i = 0; i < n; ++i) {
+    if (host_ids[i] < 0 || host_ids[i] >= V) {
+      set_error("embedding: id %lld out of range [0, %lld)", (long long)host_ids[i], (long long)V);
+      return PIA_CUDA_ERR_ARG;
+    }
+  }
+  if (n == 0 || D == 0) return PIA_CUDA_OK;
+  void* ids = nullptr;
+  const size_t bytes = size_t(n) * sizeof(int64_t);
+  if (int rc = scratch_alloc(device, bytes, &ids)) return rc;
+  int rc = memcpy_h2d(device, ids, host_ids, bytes);
+  if (rc == PIA_CUDA_OK) {
+    cudaStream_t s = stream();
+    switch (dtype) {
+      case 0:
+        embedding_kernel<float><<<blocks_for(n * D), 256, 0, s>>>(static_cast<const float*>(table),
+                                                                  static_cast<const int64_t*>(ids), n, D,
+                                                                  static_cast<float*>(y));
+        break;
+      case 1:
+        embedding_kernel<__half><<<blocks_for(n * D), 256, 0, s>>>(static_cast<const __half*>(table),
+                                                                   static_cast<const int64_t*>(ids), n, D,
+                                                                   static_cast<__half*>(y));
+        break;
+      case 2:
+        embedding_kernel<__nv_bfloat16><<<blocks_for(n * D), 256, 0, s>>>(
+            static_cast<const __nv_bfloat16*>(table), static_cast<const int64_t*>(ids), n, D,
+            static_cast<__nv_bfloat16*>(y));
+        break;
+      default: set_error("embedding: unknown dtype code %d", dtype); rc = PIA_CUDA_ERR_ARG;
+    }
+    if (rc == PIA_CUDA_OK) rc = check_launch("embedding kernel");
+  }
+  scratch_free(device, ids);  // stream order keeps it alive for the kernel
+  return rc;
+}
+
+int strided_copy(int device, size_t elem_size, const PiaStridedShape* shape, const void* src,
+                 const int64_t* src_strides, void* dst, const int64_t* dst_strides) {
+  if (int rc = use_device(device)) return rc;
+  Strides2 st;
+  int64_t n = 0;
+  if (int rc = make_strides(shape, src_strides, dst_strides, st, n)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  if (elem_size == 4) {
+    strided_copy_kernel<uint32_t><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<const uint32_t*>(src),
+                                                                static_cast<uint32_t*>(dst));
+  } else if (elem_size == 2) {
+    strided_copy_kernel<uint16_t><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<const uint16_t*>(src),
+                                                                static_cast<uint16_t*>(dst));
+  } else {
+    set_error("strided_copy: element size %zu", elem_size);
+    return PIA_CUDA_ERR_ARG;
+  }
+  return check_launch("strided copy kernel");
+}
+
+int convert(int device, int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n) {
+  if (int rc = use_device(device)) return rc;
+  if (n == 0) return PIA_CUDA_OK;
+  cudaStream_t s = stream();
+  const unsigned g = blocks_for(n);
+  // Outer dispatch on the source type, inner on the destination (nine small kernels).
+  switch (src_dtype) {
+    case 0: {
+      PIA_DISPATCH(dst_dtype, convert_kernel<float, T><<<g, 256, 0, s>>>(static_cast<const float*>(src),
+                                                                          static_cast<T*>(dst), n));
+    } break;
+    case 1: {
+      PIA_DISPATCH(dst_dtype, convert_kernel<__half, T><<<g, 256, 0, s>>>(static_cast<const __half*>(src),
+                                                                           static_cast<T*>(dst), n));
+    } break;
+    case 2: {
+      PIA_DISPATCH(dst_dtype, convert_kernel<__nv_bfloat16, T><<<g, 256, 0, s>>>(
+                                  static_cast<const __nv_bfloat16*>(src), static_cast<T*>(dst), n));
+    } break;
+    default: set_error("convert: unknown dtype code %d", src_dtype); return PIA_CUDA_ERR_ARG;
+  }
+  return check_launch("convert kernel");
+}
+
+}  // namespace pia_cuda

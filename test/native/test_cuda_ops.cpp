@@ -1,0 +1,448 @@
+// The CUDA backend against the CPU backend (ggml's test-backend-ops idea): every op on random
+// inputs with deliberately odd shapes, in each of the CUDA modes (f32, f16, bf16 activations and
+// weights), compared by normalised MSE Σ(y − ref)² / Σ ref² with a per-op threshold; then whole
+// networks of the SD-1.5 + PIA architecture (CLIP text, VAE, UNetMotion with FreeU) at a small
+// size with random weights. Every CUDA case prints `skip` with the reason and passes when
+// cuda_api() is null (no driver, no GPU, or a build without libpia_cuda.so), so CI stays green.
+//
+// The CPU reference is fed the inputs (and weights) already rounded to the mode's dtype, so an
+// op's figure measures the kernel (f32 math inside, one rounding of the output) and not the
+// rounding of its inputs. Run: pia_native_tests cuda
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/errors.h"
+#include "core/tensor.h"
+#include "cuda/cuda_backend.h"
+#include "cuda/cuda_loader.h"
+#include "harness.h"
+#include "ops/backend.h"
+#include "sd15_random_weights.h"
+
+using namespace pia;
+
+namespace {
+
+bool skip(const char* what) {
+  if (cuda_api()) return false;
+  std::printf("     skip %s: %s\n", what, cuda_status().reason.c_str());
+  return true;
+}
+
+Tensor randn(const Shape& s, uint32_t seed, float stddev = 1.f, float mean = 0.f) {
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(mean, stddev);
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(g);
+  return t;
+}
+
+Tensor uniform01(const Shape& s, uint32_t seed, float lo, float hi) {
+  std::mt19937 g(seed);
+  std::uniform_real_distribution<float> d(lo, hi);
+  Tensor t = Tensor::empty(s);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = d(g);
+  return t;
+}
+
+// The value a tensor has once stored in `dt` (what the CUDA side computes from).
+Tensor rounded(const Tensor& t, DType dt) { return t.to(dt).to(DType::F32).contiguous(); }
+
+double nmse(const Tensor& y, const Tensor& ref) {
+  const Tensor a = y.to(DType::F32).contiguous(), b = ref.to(DType::F32).contiguous();
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < b.numel(); ++i) {
+    const double v = a.data<float>()[i], r = b.data<float>()[i];
+    if (!std::isfinite(v)) return INFINITY;
+    num += (v - r) * (v - r);
+    den += r * r;
+  }
+  return den > 0 ? num / den : num;
+}
+
+void check(const std::string& what, const Tensor& got, const Tensor& ref, double threshold) {
+  if (got.shape() != ref.shape()) {
+    pia::test::fail(what + ": shape " + shape_str(got.shape()) + " != " + shape_str(ref.shape()));
+  }
+  const double e = nmse(got, ref);
+  std::printf("     %-66s nmse %.2e (max %.0e)\n", what.c_str(), e, threshold);
+  if (!(e <= threshold)) pia::test::fail(what + ": nmse " + std::to_string(e) + " > " + std::to_string(threshold));
+}
+
+struct Mode {
+  DType dtype;
+  const char* name;
+  // Default op threshold: f32 differs from the CPU only by summation order and libm; f16/bf16
+  // add one rounding of the output (unit roundoff 2⁻¹¹ / 2⁻⁸: nmse ≈ u²/3 ≈ 8e-8 / 5e-6).
+  double op_threshold;
+  // Whole networks: activations are rounded after every op, and the error compounds through
+  // ~100 layers (measured figures are printed; these bound them loosely).
+  double net_threshold;
+};
+const Mode kModes[] = {
+    {DType::F32, "f32", 1e-9, 1e-6},
+    {DType::F16, "f16", 1e-6, 2e-3},
+    {DType::BF16, "bf16", 5e-5, 3e-2},
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<Tensor> inputs;  // host float32
+  std::function<Tensor(Backend&, std::vector<Tensor>&)> fn;
+  double threshold_scale = 1;  // × the mode's op threshold
+};
+
+Tensor run_case(Backend& be, const OpCase& c, DType dt) {
+  std::vector<Tensor> in;
+  for (const Tensor& t : c.inputs) in.push_back(be.from_host(rounded(t, dt)));
+  return be.to_host(c.fn(be, in));
+}
+
+std::vector<OpCase> op_cases() {
+  std::vector<OpCase> cs;
+  uint32_t seed = 100;
+  auto r = [&](const Shape& s, float sd = 1.f) { return randn(s, seed++, sd); };
+  const Tensor none;
+
+  // --- GEMM ------------------------------------------------------------------------------------
+  for (Activation act : {Activation::None, Activation::SiLU, Activation::GELU, Activation::GELUTanh,
+                         Activation::QuickGELU}) {
+    cs.push_back({"linear [3,37,77]x[53,77] act " + std::to_string(int(act)),
+                  {r({3, 37, 77}), r({53, 77}, 0.1f), r({53})},
+                  [act](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2], act); }});
+  }
+  cs.push_back({"linear no bias [2,300,320]x[640,320]", {r({2, 300, 320}), r({640, 320}, 0.05f)},
+                [none](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], none); }});
+  cs.push_back({"linear K=1 [5,1]x[7,1]", {r({5, 1}), r({7, 1}), r({7})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2]); }});
+  cs.push_back({"matmul [5,33,47]x[5,47,29]", {r({5, 33, 47}), r({5, 47, 29})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], false); }});
+  cs.push_back({"matmul trans_b [5,33,47]x[5,29,47]", {r({5, 33, 47}), r({5, 29, 47})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], true); }});
+  cs.push_back({"matmul broadcast [33,47]x[3,47,70]", {r({33, 47}), r({3, 47, 70})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], false); }});
+
+  // --- convolution -----------------------------------------------------------------------------
+  cs.push_back({"conv2d 3x3 pad 1 [2,13,19,23]->17", {r({2, 13, 19, 23}), r({17, 13, 3, 3}, 0.1f), r({17})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); }});
+  cs.push_back({"conv2d 3x3 conv_in 9->64 [2,9,16,16]", {r({2, 9, 16, 16}), r({64, 9, 3, 3}, 0.1f), r({64})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); }});
+  cs.push_back({"conv2d 3x3 stride 2 pad (0,1,0,1) [2,16,20,18]", {r({2, 16, 20, 18}), r({16, 16, 3, 3}, 0.1f), r({16})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  Conv2dParams p;
+                  p.stride = 2;
+                  p.pad_bottom = 1;
+                  p.pad_right = 1;
+                  return b.conv2d(i[0], i[1], i[2], p);
+                }});
+  cs.push_back({"conv2d 3x3 stride 2 pad 1 [1,8,15,9]", {r({1, 8, 15, 9}), r({12, 8, 3, 3}, 0.1f), r({12})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1, 2)); }});
+  cs.push_back({"conv2d 1x1 [3,40,9,11]->24 no bias", {r({3, 40, 9, 11}), r({24, 40, 1, 1}, 0.1f)},
+                [none](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], none, Conv2dParams{}); }});
+  cs.push_back({"conv2d 1x1 pad 1 [1,5,4,6]->3", {r({1, 5, 4, 6}), r({3, 5, 1, 1}), r({3})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); }});
+
+  // --- normalisation ---------------------------------------------------------------------------
+  cs.push_back({"group_norm 32 groups [2,64,7,9]", {r({2, 64, 7, 9}, 2.f), r({64}), r({64})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.group_norm(i[0], 32, i[1], i[2], 1e-5f); }});
+  cs.push_back({"group_norm+SiLU [3,96,5,5] (x offset 3)", {randn({3, 96, 5, 5}, seed++, 1.f, 3.f), r({96}), r({96})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  return b.group_norm(i[0], 32, i[1], i[2], 1e-6f, Activation::SiLU);
+                }});
+  cs.push_back({"group_norm 5-D [2,32,3,5,7] 8 groups no affine", {r({2, 32, 3, 5, 7})},
+                [none](Backend& b, std::vector<Tensor>& i) { return b.group_norm(i[0], 8, none, none, 1e-6f); }});
+  cs.push_back({"layer_norm [3,17,200]", {r({3, 17, 200}, 3.f), r({200}), r({200})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.layer_norm(i[0], i[1], i[2], 1e-5f); }});
+  cs.push_back({"layer_norm [2,77,768] no affine", {randn({2, 77, 768}, seed++, 1.f, 2.f)},
+                [none](Backend& b, std::vector<Tensor>& i) { return b.layer_norm(i[0], none, none, 1e-5f); }});
+
+  // --- attention -------------------------------------------------------------------------------
+  struct A {
+    int64_t B, Sq, Sk, H, D, Dv;
+    bool causal;
+  };
+  for (A a : {A{2, 77, 77, 12, 64, 64, true}, A{2, 77, 77, 2, 40, 40, false}, A{2, 130, 77, 8, 80, 80, false},
+              A{1, 40, 50, 2, 160, 160, false}, A{3, 9, 9, 2, 4, 4, false}, A{2, 33, 17, 3, 8, 16, false},
+              A{1, 70, 70, 1, 512, 512, false}, A{64, 16, 16, 8, 40, 40, false}, A{2, 100, 100, 1, 100, 100, true}}) {
+    const std::string name = "attention B" + std::to_string(a.B) + " Sq" + std::to_string(a.Sq) + " Sk" +
+                             std::to_string(a.Sk) + " H" + std::to_string(a.H) + " D" + std::to_string(a.D) + "/" +
+                             std::to_string(a.Dv) + (a.causal ? " causal" : "");
+    const float scale = float(1.0 / std::sqrt(double(a.D)));
+    cs.push_back({name, {r({a.B, a.Sq, a.H * a.D}), r({a.B, a.Sk, a.H * a.D}), r({a.B, a.Sk, a.H * a.Dv})},
+                  [a, scale](Backend& b, std::vector<Tensor>& i) {
+                    AttentionParams p;
+                    p.heads = int(a.H);
+                    p.scale = scale;
+                    p.causal = a.causal;
+                    return b.attention(i[0], i[1], i[2], p);
+                  }});
+  }
+  for (int64_t F : {5, 16}) {
+    const int64_t B = 2, HW = 13, H = 2, D = 8;
+    cs.push_back({"temporal_attention B2 F" + std::to_string(F) + " HW13 H2 D8",
+                  {r({B * F, HW, H * D}), r({B * F, HW, H * D}), r({B * F, HW, H * D})},
+                  [F](Backend& b, std::vector<Tensor>& i) {
+                    AttentionParams p;
+                    p.heads = 2;
+                    p.scale = float(1.0 / std::sqrt(8.0));
+                    return b.temporal_attention(i[0], i[1], i[2], F, p);
+                  }});
+  }
+
+  // --- elementwise -----------------------------------------------------------------------------
+  const char* ops[] = {"add", "sub", "mul", "div"};
+  for (int op = 0; op < 4; ++op) {
+    cs.push_back({std::string("binary ") + ops[op] + " [2,3,5,7] . [3,1,7]",
+                  {r({2, 3, 5, 7}), uniform01({3, 1, 7}, seed++, 0.5f, 2.f)},
+                  [op](Backend& b, std::vector<Tensor>& i) { return b.binary(BinaryOp(op), i[0], i[1]); }});
+  }
+  cs.push_back({"binary mul [1,6,1,1] . [2,6,4,5] (a broadcast)", {r({1, 6, 1, 1}), r({2, 6, 4, 5})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.binary(BinaryOp::Mul, i[0], i[1]); }});
+  cs.push_back({"binary add of a permuted view [4,6,5]^T", {r({4, 6, 5}), r({4, 5, 6})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  return b.binary(BinaryOp::Add, i[0].permute({0, 2, 1}), i[1]);
+                }});
+  cs.push_back({"add_ alpha 0.5 [2,5,7] += [5,7]", {r({2, 5, 7}), r({5, 7})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  Tensor a = b.contiguous(i[0]);
+                  b.add_(a, i[1], 0.5f);
+                  return a;
+                }});
+  cs.push_back({"affine x*0.18215+0.5 [3,1001]", {r({3, 1001})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.affine(i[0], 0.18215f, 0.5f); }});
+  for (Activation act : {Activation::SiLU, Activation::GELU, Activation::GELUTanh, Activation::QuickGELU}) {
+    cs.push_back({"activation " + std::to_string(int(act)) + " [7,333]", {r({7, 333}, 3.f)},
+                  [act](Backend& b, std::vector<Tensor>& i) { return b.activation(i[0], act); }});
+  }
+  cs.push_back({"geglu [3,11,74]", {r({3, 11, 74}, 2.f)},
+                [](Backend& b, std::vector<Tensor>& i) { return b.geglu(i[0]); }});
+  cs.push_back({"upsample_nearest2x [2,3,5,7]", {r({2, 3, 5, 7})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.upsample_nearest2x(i[0]); }});
+  cs.push_back({"embedding [50,33] ids {0,7,49,7}", {r({50, 33})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.embedding(i[0], {0, 7, 49, 7}); }});
+  cs.push_back({"timestep_embedding dim 320 flip", {},
+                [](Backend& b, std::vector<Tensor>&) {
+                  return b.timestep_embedding({999.f, 981.f, 1.f}, 320, true, 0.f);
+                }});
+  cs.push_back({"timestep_embedding dim 33 shift 1", {},
+                [](Backend& b, std::vector<Tensor>&) { return b.timestep_embedding({500.f}, 33, false, 1.f); }});
+  for (auto hw : {std::pair<int64_t, int64_t>{8, 8}, {7, 9}, {16, 32}, {1, 1}}) {
+    cs.push_back({"fourier_filter t1 s0.9 [2,3," + std::to_string(hw.first) + "," + std::to_string(hw.second) + "]",
+                  {r({2, 3, hw.first, hw.second})},
+                  [](Backend& b, std::vector<Tensor>& i) { return b.fourier_filter(i[0], 1, 0.9f); }});
+  }
+  cs.push_back({"fourier_filter t3 s0.2 [1,4,10,12]", {r({1, 4, 10, 12})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.fourier_filter(i[0], 3, 0.2f); }});
+
+  // --- copies ----------------------------------------------------------------------------------
+  cs.push_back({"contiguous of permute [2,3,4,5,6] (0,2,1,3,4)", {r({2, 3, 4, 5, 6})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].permute({0, 2, 1, 3, 4})); }});
+  cs.push_back({"contiguous of narrow [4,9,5] dim1 2..6", {r({4, 9, 5})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].narrow(1, 2, 5)); }});
+  cs.push_back({"cat dim 1 of [2,3,4], [2,5,4], narrow view", {r({2, 3, 4}), r({2, 5, 4}), r({2, 9, 4})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.cat({i[0], i[1], i[2].narrow(1, 1, 2)}, 1); }});
+  cs.push_back({"cat dim 0 of [1,4,3,3] x3", {r({1, 4, 3, 3}), r({1, 4, 3, 3}), r({1, 4, 3, 3})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.cat({i[0], i[1], i[2]}, 0); }});
+  cs.push_back({"zeros + add_ [3,4]", {r({3, 4})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  Tensor z = b.zeros({3, 4});
+                  b.add_(z, i[0]);
+                  return z;
+                }});
+  return cs;
+}
+
+// A copy of a weight store with every tensor rounded to `dt` (the CPU reference's weights).
+void rounded_weights(WeightStore& src, WeightStore& dst, DType dt) {
+  for (const std::string& k : src.keys()) dst.put(k, rounded(src.get(k), dt));
+}
+
+}  // namespace
+
+// Runs on every machine: the default temporal_attention (native/cpu/temporal_attention.cpp) is the
+// permute/attention/permute composition, checked here against a direct per-pixel loop.
+PIA_TEST(temporal_attention_default_matches_per_pixel_attention) {
+  auto cpu = make_cpu_backend();
+  const int64_t B = 2, F = 3, HW = 5, H = 2, D = 4;
+  Tensor q = randn({B * F, HW, H * D}, 1), k = randn({B * F, HW, H * D}, 2), v = randn({B * F, HW, H * D}, 3);
+  AttentionParams p;
+  p.heads = int(H);
+  p.scale = 0.5f;
+  Tensor o = cpu->to_host(cpu->temporal_attention(cpu->from_host(q), cpu->from_host(k), cpu->from_host(v), F, p));
+  EXPECT(o.shape() == Shape({B * F, HW, H * D}));
+  double worst = 0;
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t px = 0; px < HW; ++px)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t i = 0; i < F; ++i) {
+          auto at = [&](const Tensor& t, int64_t f, int64_t d) {
+            return double(t.data<float>()[((b * F + f) * HW + px) * H * D + h * D + d]);
+          };
+          std::vector<double> s(static_cast<size_t>(F));
+          double mx = -1e300, sum = 0;
+          for (int64_t j = 0; j < F; ++j) {
+            double dot = 0;
+            for (int64_t d = 0; d < D; ++d) dot += at(q, i, d) * at(k, j, d);
+            s[size_t(j)] = dot * 0.5;
+            mx = std::max(mx, s[size_t(j)]);
+          }
+          for (double& x : s) sum += (x = std::exp(x - mx));
+          for (int64_t d = 0; d < D; ++d) {
+            double ref = 0;
+            for (int64_t j = 0; j < F; ++j) ref += s[size_t(j)] / sum * at(v, j, d);
+            worst = std::max(worst, std::fabs(ref - at(o, i, d)));
+          }
+        }
+  std::printf("     max |error| %.2e\n", worst);
+  EXPECT(worst < 1e-5);  // float32 softmax of O(1) scores
+}
+
+// Runs on every machine: selection by name, and a clear error where CUDA is missing.
+PIA_TEST(cuda_backend_selection) {
+  EXPECT(make_backend("cpu")->device() == Device::CPU);
+  if (!cuda_api()) {
+    EXPECT(make_backend("auto")->device() == Device::CPU);
+    bool threw = false;
+    try {
+      make_backend("cuda", DType::F16);
+    } catch (const PiaException& e) {
+      threw = e.code() == "E_BACKEND" && std::string(e.what()).find(cuda_status().reason) != std::string::npos;
+    }
+    EXPECT(threw);
+    std::printf("     skip the device part: %s\n", cuda_status().reason.c_str());
+  } else {
+    EXPECT(make_backend("auto")->device() == Device::CUDA);
+    EXPECT(make_backend("cuda:0", DType::BF16)->device() == Device::CUDA);
+    bool threw = false;
+    try {
+      make_backend("cuda:999");
+    } catch (const PiaException& e) {
+      threw = e.code() == "E_INVALID_ARGUMENT";
+    }
+    EXPECT(threw);
+  }
+  bool bad_name = false;
+  try {
+    make_backend("tpu");
+  } catch (const PiaException& e) {
+    bad_name = e.code() == "E_INVALID_ARGUMENT";
+  }
+  EXPECT(bad_name);
+}
+
+PIA_TEST(cuda_ops_vs_cpu) {
+  if (skip("cuda_ops_vs_cpu")) return;
+  auto cpu = make_cpu_backend();
+  const std::vector<OpCase> cases = op_cases();
+  int failures = 0;
+  std::string first;
+  for (const Mode& m : kModes) {
+    auto gpu = make_cuda_backend(0, m.dtype);
+    for (const OpCase& c : cases) {
+      const std::string what = std::string(m.name) + " " + c.name;
+      try {
+        const Tensor ref = run_case(*cpu, c, m.dtype);
+        const Tensor got = run_case(*gpu, c, m.dtype);
+        check(what, got, ref, m.op_threshold * c.threshold_scale);
+      } catch (const pia::test::Failure& f) {
+        ++failures;
+        if (first.empty()) first = f.message;
+        std::printf("     FAILED %s\n", f.message.c_str());
+      } catch (const PiaException& e) {
+        ++failures;
+        if (first.empty()) first = what + ": " + e.code() + ": " + e.what();
+        std::printf("     FAILED %s: %s: %s\n", what.c_str(), e.code().c_str(), e.what());
+      }
+    }
+  }
+  if (failures) pia::test::fail(std::to_string(failures) + " op case(s) failed, first: " + first);
+}
+
+PIA_TEST(cuda_out_of_memory_is_a_clear_error) {
+  if (skip("cuda_out_of_memory_is_a_clear_error")) return;
+  auto gpu = make_cuda_backend(0, DType::F16);
+  std::string code, msg;
+  try {
+    gpu->zeros({int64_t(1) << 42});  // 8 TiB
+  } catch (const PiaException& e) {
+    code = e.code();
+    msg = e.what();
+  }
+  std::printf("     %s: %s\n", code.c_str(), msg.c_str());
+  EXPECT(code == "E_OUT_OF_MEMORY");
+  EXPECT(msg.find("needed") != std::string::npos && msg.find("free") != std::string::npos);
+  // The device is still usable afterwards.
+  Tensor ok = gpu->to_host(gpu->zeros({4}));
+  EXPECT(ok.numel() == 4 && ok.data<float>()[3] == 0.f);
+}
+
+PIA_TEST(cuda_clip_text_vs_cpu) {
+  if (skip("cuda_clip_text_vs_cpu")) return;
+  const nn::CLIPTextConfig c = nn::CLIPTextConfig::from_json(sd15::json(sd15::kSmallClipConfig));
+  std::vector<int64_t> ids(2 * 77, 2);
+  std::mt19937 g(5);
+  for (size_t i = 0; i < ids.size(); ++i) ids[i] = (i % 77) < 20 ? int64_t(3 + g() % 990) : 2;
+  for (const Mode& m : kModes) {
+    WeightStore w, wr, wg;
+    sd15::clip_weights(w, c);
+    rounded_weights(w, wr, m.dtype);
+    sd15::clip_weights(wg, c);
+    nn::CLIPTextModel ref_model(c, wr, make_cpu_backend());
+    nn::CLIPTextModel gpu_model(c, wg, make_cuda_backend(0, m.dtype));
+    const auto ref = ref_model.forward(ids, 2, 77, false);
+    const auto got = gpu_model.forward(ids, 2, 77, false);
+    check(std::string(m.name) + " CLIPTextModel last_hidden_state [2,77,96]", got.last_hidden_state,
+          ref.last_hidden_state, m.net_threshold);
+    check(std::string(m.name) + " CLIPTextModel pooler_output", got.pooler_output, ref.pooler_output, m.net_threshold);
+  }
+}
+
+PIA_TEST(cuda_vae_vs_cpu) {
+  if (skip("cuda_vae_vs_cpu")) return;
+  const nn::AutoencoderKLConfig c = nn::AutoencoderKLConfig::from_json(sd15::json(sd15::kSmallVaeConfig));
+  for (const Mode& m : kModes) {
+    WeightStore w, wr, wg;
+    sd15::vae_weights(w, c);
+    rounded_weights(w, wr, m.dtype);
+    sd15::vae_weights(wg, c);
+    nn::AutoencoderKL ref_vae(c, wr, make_cpu_backend());
+    nn::AutoencoderKL gpu_vae(c, wg, make_cuda_backend(0, m.dtype));
+    const Tensor z = rounded(randn({2, 4, 8, 8}, 11), m.dtype);
+    check(std::string(m.name) + " AutoencoderKL decode [2,4,8,8]", gpu_vae.decode(z, false, false),
+          ref_vae.decode(z, false, false), m.net_threshold);
+    const Tensor x = rounded(uniform01({1, 3, 64, 64}, 12, -1.f, 1.f), m.dtype);
+    check(std::string(m.name) + " AutoencoderKL encode mean [1,3,64,64]", gpu_vae.encode(x, false, false).mean,
+          ref_vae.encode(x, false, false).mean, m.net_threshold);
+  }
+}
+
+PIA_TEST(cuda_unet_motion_vs_cpu) {
+  if (skip("cuda_unet_motion_vs_cpu")) return;
+  const auto config =
+      nn::UNetMotionModelConfig::from_unet2d(sd15::json(sd15::kSmallUnetConfig), sd15::json(sd15::kSmallAdapterConfig));
+  const int64_t B = 2, F = 4, H = 16, W = 16;
+  nn::FreeUParams freeu;
+  freeu.s1 = 0.9f;
+  freeu.s2 = 0.2f;
+  freeu.b1 = 1.2f;
+  freeu.b2 = 1.4f;
+  for (const Mode& m : kModes) {
+    WeightStore u, a, ur, ar, ug, ag;
+    sd15::unet_weights(config, u, a);
+    rounded_weights(u, ur, m.dtype);
+    rounded_weights(a, ar, m.dtype);
+    sd15::unet_weights(config, ug, ag);
+    nn::UNetMotionModel ref_model(make_cpu_backend(), config, ur, ar);
+    nn::UNetMotionModel gpu_model(make_cuda_backend(0, m.dtype), config, ug, ag);
+    const Tensor sample = rounded(randn({B, config.in_channels, F, H, W}, 21), m.dtype);
+    const Tensor ehs = rounded(randn({B, 77, config.cross_attention_dim}, 22), m.dtype);
+    check(std::string(m.name) + " UNetMotion (SD-1.5+PIA, small) B2 F4 16x16", gpu_model.forward(sample, 981.f, ehs),
+          ref_model.forward(sample, 981.f, ehs), m.net_threshold);
+    check(std::string(m.name) + " UNetMotion with FreeU", gpu_model.forward(sample, 21.f, ehs, freeu),
+          ref_model.forward(sample, 21.f, ehs, freeu), m.net_threshold);
+  }
+}
