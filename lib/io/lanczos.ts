@@ -2,10 +2,11 @@ import { invalidArgument } from '../errors.js';
 import type { RgbImage } from './image.js';
 
 /**
- * Pillow's `Image.resize((w, h), Image.LANCZOS)` on 8-bit RGB, bit for bit.
+ * Pillow's `Image.resize((w, h), Image.LANCZOS | Image.BICUBIC)` on 8-bit RGB, bit for bit.
  *
- * diffusers' VaeImageProcessor.resize (resample="lanczos") calls it on the condition image, and
- * no sharp/libvips kernel gives the same bytes, so we follow Pillow's libImaging/Resample.c:
+ * diffusers' VaeImageProcessor.resize (resample="lanczos") calls it on the condition image and
+ * transformers' CLIPImageProcessor (resample=BICUBIC) on the IP-Adapter image, and no sharp/libvips
+ * kernel gives the same bytes, so we follow Pillow's libImaging/Resample.c:
  * a separable filter (horizontal pass first, over only the rows the vertical pass will read),
  * double-precision weights normalised to sum 1, then converted to fixed point with 22 fractional
  * bits (32 - 8 - 2: 8 for the pixel, 2 of headroom for the negative lobes), accumulated in 32-bit
@@ -14,7 +15,12 @@ import type { RgbImage } from './image.js';
  */
 
 const PRECISION_BITS = 32 - 8 - 2;
-const LANCZOS_SUPPORT = 3;
+
+/** A Resample.c filter: its kernel and its support (half-width, in input samples at scale 1). */
+export interface ResampleFilter {
+  support: number;
+  kernel(x: number): number;
+}
 
 function sinc(x: number): number {
   if (x === 0) return 1;
@@ -22,9 +28,22 @@ function sinc(x: number): number {
   return Math.sin(px) / px;
 }
 
-function lanczos(x: number): number {
-  return x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0;
-}
+export const LANCZOS: ResampleFilter = {
+  support: 3,
+  kernel: (x) => (x >= -3 && x < 3 ? sinc(x) * sinc(x / 3) : 0),
+};
+
+/** Resample.c bicubic_filter: Keys' cubic convolution with a = -0.5. */
+export const BICUBIC: ResampleFilter = {
+  support: 2,
+  kernel: (x) => {
+    const a = -0.5;
+    const t = Math.abs(x);
+    if (t < 1) return ((a + 2) * t - (a + 3)) * t * t + 1;
+    if (t < 2) return (((t - 5) * t + 8) * t - 4) * a;
+    return 0;
+  },
+};
 
 interface Coefficients {
   /** Weights per output sample, `ksize` slots each, fixed point. */
@@ -36,11 +55,11 @@ interface Coefficients {
 }
 
 /** One axis: which inputs feed each output and with what weights (Resample.c precompute_coeffs + normalize_coeffs_8bpc). */
-function coefficients(inSize: number, outSize: number): Coefficients {
+function coefficients(inSize: number, outSize: number, filter: ResampleFilter): Coefficients {
   const scale = inSize / outSize;
   // Shrinking widens the kernel so that it low-passes; enlarging keeps its natural width.
   const filterScale = Math.max(scale, 1);
-  const support = LANCZOS_SUPPORT * filterScale;
+  const support = filter.support * filterScale;
   const ksize = Math.ceil(support) * 2 + 1;
   const weights = new Int32Array(outSize * ksize);
   const first = new Int32Array(outSize);
@@ -54,7 +73,7 @@ function coefficients(inSize: number, outSize: number): Coefficients {
     const xmax = Math.min(inSize, Math.trunc(center + support + 0.5)) - xmin;
     let sum = 0;
     for (let x = 0; x < xmax; x++) {
-      w[x] = lanczos((x + xmin - center + 0.5) * inv);
+      w[x] = filter.kernel((x + xmin - center + 0.5) * inv);
       sum += w[x];
     }
     for (let x = 0; x < xmax; x++) {
@@ -77,6 +96,11 @@ function clip8(acc: number): number {
 const HALF = 1 << (PRECISION_BITS - 1);
 
 export function resizeLanczos(img: RgbImage, width: number, height: number): RgbImage {
+  return resizePillow(img, width, height, LANCZOS);
+}
+
+/** `Image.resize((width, height), <filter>)` of Pillow on 8-bit RGB. */
+export function resizePillow(img: RgbImage, width: number, height: number, filter: ResampleFilter): RgbImage {
   for (const [name, v] of [['width', width], ['height', height]] as const) {
     if (!Number.isInteger(v) || v < 1) throw invalidArgument(name, `must be a positive integer (got ${v})`);
   }
@@ -84,7 +108,7 @@ export function resizeLanczos(img: RgbImage, width: number, height: number): Rgb
   if (data.length !== inW * inH * 3) throw invalidArgument('image', `data length ${data.length} is not ${inW}×${inH}×3`);
   if (width === inW && height === inH) return { data: data.slice(), width, height };
 
-  const vert = coefficients(inH, height);
+  const vert = coefficients(inH, height, filter);
   // Rows of the source the vertical pass reads; the horizontal pass only produces those.
   const rowFirst = vert.first[0];
   const rowEnd = vert.first[height - 1] + vert.count[height - 1];
@@ -93,7 +117,7 @@ export function resizeLanczos(img: RgbImage, width: number, height: number): Rgb
   let srcW = inW;
   let srcRow0 = 0; // source row that row 0 of `src` corresponds to
   if (width !== inW) {
-    const hor = coefficients(inW, width);
+    const hor = coefficients(inW, width, filter);
     const rows = rowEnd - rowFirst;
     const tmp = new Uint8Array(width * rows * 3);
     for (let y = 0; y < rows; y++) {
