@@ -4,9 +4,9 @@
 
 namespace pia {
 
-void WeightStore::add_file(std::shared_ptr<SafetensorsFile> file, const std::string& prefix_to_strip) {
-  for (const auto& e : file->entries()) {
-    std::string key = e.name;
+void WeightStore::add_file(std::shared_ptr<WeightFile> file, const std::string& prefix_to_strip) {
+  for (const WeightEntry* e : file->weight_entries()) {
+    std::string key = e->name;
     if (!prefix_to_strip.empty()) {
       if (key.compare(0, prefix_to_strip.size(), prefix_to_strip) != 0) continue;
       key = key.substr(prefix_to_strip.size());
@@ -14,7 +14,7 @@ void WeightStore::add_file(std::shared_ptr<SafetensorsFile> file, const std::str
     if (entries_.count(key)) {
       throw_error("E_WEIGHTS_CORRUPT", label_ + ": key '" + key + "' appears in more than one file", key, file->path());
     }
-    entries_[key] = Entry{file, e.name, {}};
+    entries_[key] = Entry{file, e->name, {}};
   }
 }
 
@@ -27,7 +27,7 @@ Shape squeezed(const Shape& s) {
 
 }  // namespace
 
-void WeightStore::add_file_mapped(std::shared_ptr<SafetensorsFile> file, const std::vector<KeyAlias>& aliases) {
+void WeightStore::add_file_mapped(std::shared_ptr<WeightFile> file, const std::vector<KeyAlias>& aliases) {
   for (const auto& a : aliases) {
     if (!file->find(a.file_key)) {
       throw_error("E_WEIGHTS_MISMATCH", label_ + ": key map names '" + a.file_key + "', which the file does not hold", a.key,

@@ -10,13 +10,15 @@
 
 #include "../core/tensor.h"
 #include "../io/safetensors.h"
+#include "../io/weight_file.h"
 
 namespace pia {
 
 class WeightStore {
  public:
   // Every tensor of the file becomes available under its own name (sharded checkpoints: add each shard).
-  void add_file(std::shared_ptr<SafetensorsFile> file, const std::string& prefix_to_strip = {});
+  // Any WeightFile: a SafetensorsFile, or a torch checkpoint's TorchStateDict (io/open_weight_file).
+  void add_file(std::shared_ptr<WeightFile> file, const std::string& prefix_to_strip = {});
   // Tensors of a file registered under other names (a single-file checkpoint's LDM keys mapped to
   // diffusers keys in lib/loaders): borrowed views, nothing copied. `squeeze` drops trailing 1-sized
   // dims of a 4-D tensor ([C,C,1,1] 1x1-conv weights read as Linear [C,C]); a view since it is
@@ -25,7 +27,7 @@ class WeightStore {
     std::string key, file_key;
     bool squeeze = false;
   };
-  void add_file_mapped(std::shared_ptr<SafetensorsFile> file, const std::vector<KeyAlias>& aliases);
+  void add_file_mapped(std::shared_ptr<WeightFile> file, const std::vector<KeyAlias>& aliases);
   // A tensor made elsewhere (key-converted or fused weights).
   void put(const std::string& key, Tensor t);
   bool has(const std::string& key) const;
@@ -44,7 +46,7 @@ class WeightStore {
 
  private:
   struct Entry {
-    std::shared_ptr<SafetensorsFile> file;
+    std::shared_ptr<WeightFile> file;
     std::string file_key;
     Tensor tensor;  // when put() directly
     bool squeeze = false;
