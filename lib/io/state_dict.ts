@@ -28,9 +28,12 @@ function isTorchFile(path: string): boolean {
     return false; // the safetensors reader reports the missing/unreadable file with its code
   }
   try {
-    const head = Buffer.alloc(4);
-    const n = readSync(fd, head, 0, 4, 0);
-    return (n >= 2 && head[0] === 0x50 && head[1] === 0x4b) || (n >= 1 && head[0] === 0x80);
+    const head = Buffer.alloc(9);
+    const n = readSync(fd, head, 0, 9, 0);
+    const zip = n >= 2 && head[0] === 0x50 && head[1] === 0x4b;
+    // A safetensors header length can start with 0x80 too; its JSON header begins at byte 8.
+    if (!zip && n >= 9 && head[8] === 0x7b) return false;
+    return zip || (n >= 1 && head[0] === 0x80);
   } finally {
     closeSync(fd);
   }

@@ -1,10 +1,13 @@
 // The tensor names and shapes of a weight file, seen through the `state_dict` wrapper that .ckpt
 // files often carry (diffusers v0.26.3 unwraps with `while "state_dict" in checkpoint`): key
 // conversion works on the names inside, and maps back to the file's own names.
-import { readSafetensors } from '../io/safetensors.js';
+import { readStateDict } from '../io/state_dict.js';
+import { isTorchTensor, readTorchCheckpoint, type PickleValue } from '../io/torch_checkpoint.js';
 
 export interface CheckpointHeader {
   readonly path: string;
+  /** For a torch checkpoint: the keys leading from the pickle's root to the dict of tensors (`['state_dict']`). */
+  readonly at: readonly string[];
   names(): string[];
   /** undefined for a name the file does not hold */
   shape(name: string): number[] | undefined;
@@ -15,12 +18,15 @@ export class CheckpointView {
   readonly path: string;
   /** The wrapper prefix (`''`, `'state_dict.'`, …) in front of every name used here. */
   readonly root: string;
+  /** The torch checkpoint's dict path (CheckpointHeader.at). */
+  readonly at: readonly string[];
   readonly keys: readonly string[];
   readonly #header: CheckpointHeader;
 
   constructor(header: CheckpointHeader) {
     this.#header = header;
     this.path = header.path;
+    this.at = header.at;
     let names = header.names();
     let root = '';
     // Nested dicts reach us flattened with '.': a `state_dict` entry shows as its prefix.
@@ -55,9 +61,41 @@ export class CheckpointView {
   }
 }
 
-/** Names, shapes and dtypes of a .safetensors file (header only; tensors are not read). */
+function isDict(v: PickleValue | undefined): v is { [key: string]: PickleValue } {
+  return v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Map) && !(v instanceof Uint8Array) &&
+    !isTorchTensor(v) && !('torchGlobal' in v);
+}
+
+/**
+ * The `state_dict` wrappers of a torch checkpoint, outermost first: diffusers' loop
+ * `while "state_dict" in checkpoint: checkpoint = checkpoint["state_dict"]`.
+ */
+function stateDictPath(path: string): string[] {
+  const ckpt = readTorchCheckpoint(path);
+  try {
+    const at: string[] = [];
+    let d: PickleValue = ckpt.root;
+    while (isDict(d) && isDict(d.state_dict)) {
+      at.push('state_dict');
+      d = d.state_dict;
+    }
+    return at;
+  } finally {
+    ckpt.close();
+  }
+}
+
+/** Names, shapes and dtypes of a .safetensors file or a torch checkpoint (tensors are not read). */
 export async function readCheckpointHeader(path: string): Promise<CheckpointHeader> {
-  const f = readSafetensors(path);
+  let f = readStateDict(path);
+  let at: string[] = [];
+  if (f.format === 'torch') {
+    at = stateDictPath(path);
+    if (at.length) {
+      f.close();
+      f = readStateDict(path, { at });
+    }
+  }
   const info = new Map<string, { dtype: string; shape: number[] }>();
   try {
     for (const n of f.names()) info.set(n, f.info(n));
@@ -66,6 +104,7 @@ export async function readCheckpointHeader(path: string): Promise<CheckpointHead
   }
   return {
     path,
+    at,
     names: () => [...info.keys()],
     shape: (n) => info.get(n)?.shape,
     dtype: (n) => info.get(n)?.dtype,

@@ -30,11 +30,11 @@ export class KeyMap {
     return this.keys.size;
   }
 
-  source(path: string): WeightSource {
-    return {
-      path,
-      keyMap: JSON.stringify({ keys: Object.fromEntries(this.keys), squeeze: [...this.squeeze] }),
-    };
+  /** `at`: for a torch checkpoint, the keys from the pickle's root to the dict of tensors (a `state_dict` wrapper). */
+  source(path: string, at: readonly string[] = []): WeightSource {
+    const map: Record<string, unknown> = { keys: Object.fromEntries(this.keys), squeeze: [...this.squeeze] };
+    if (at.length) map.at = at;
+    return { path, keyMap: JSON.stringify(map) };
   }
 }
 

@@ -112,7 +112,7 @@ export async function loadVae(path: string, signal?: AbortSignal): Promise<Autoe
   const view = new CheckpointView(await readCheckpointHeader(file));
   const prefix = view.keys.some((k) => k.startsWith(VAE_PREFIX)) ? VAE_PREFIX : '';
   const vae = convertLdmVae(view, prefix);
-  return withFileKeys(() => AutoencoderKL.fromWeightSources(vae.config, [vae.keyMap.source(file)], { signal }), vae.keyMap, 'vae', prefix, view);
+  return withFileKeys(() => AutoencoderKL.fromWeightSources(vae.config, [vae.keyMap.source(file, view.at)], { signal }), vae.keyMap, 'vae', prefix, view);
 }
 
 export async function loadSingleFileComponents(path: string, options: SingleFileOptions = {}): Promise<SingleFileComponents> {
@@ -146,10 +146,10 @@ export async function loadSingleFileComponents(path: string, options: SingleFile
   const tokenizer = configDir ? await CLIPTokenizer.fromPretrained(join(configDir, 'tokenizer'), { signal }) : await CLIPTokenizer.bundled({ signal });
   throwIfAborted(signal);
 
-  const unet = UNet2DConditionModel.fromWeightSources(unetConfig as UNet2DConditionConfig, [ldm.unet.keyMap.source(file)], file);
+  const unet = UNet2DConditionModel.fromWeightSources(unetConfig as UNet2DConditionConfig, [ldm.unet.keyMap.source(file, view.at)], file);
   const text = ldm.textEncoder;
   const textEncoder = await withFileKeys(
-    () => CLIPTextModel.fromWeightSources(textConfig, [text.keyMap.source(file)], { signal }), text.keyMap, 'text', '', view);
+    () => CLIPTextModel.fromWeightSources(textConfig, [text.keyMap.source(file, view.at)], { signal }), text.keyMap, 'text', '', view);
   try {
     let vae: AutoencoderKL;
     if (options.vae !== undefined) {
@@ -157,7 +157,7 @@ export async function loadSingleFileComponents(path: string, options: SingleFile
     } else {
       const v = ldm.vae!;
       const vaeConfig = configDir ? await readJson(join(configDir, 'vae', 'config.json')) : v.config;
-      vae = await withFileKeys(() => AutoencoderKL.fromWeightSources(vaeConfig, [v.keyMap.source(file)], { signal }), v.keyMap, 'vae', VAE_PREFIX, view);
+      vae = await withFileKeys(() => AutoencoderKL.fromWeightSources(vaeConfig, [v.keyMap.source(file, view.at)], { signal }), v.keyMap, 'vae', VAE_PREFIX, view);
     }
     return { tokenizer, textEncoder, vae, unet, scheduler };
   } catch (e) {

@@ -101,8 +101,9 @@ export class MotionAdapter {
    */
   static async fromSingleFile(path: string, options: { signal?: AbortSignal } = {}): Promise<MotionAdapter> {
     throwIfAborted(options.signal);
-    const { config, keyMap } = piaOriginalToDiffusers(new CheckpointView(await readCheckpointHeader(path)));
+    const view = new CheckpointView(await readCheckpointHeader(path));
+    const { config, keyMap } = piaOriginalToDiffusers(view);
     throwIfAborted(options.signal);
-    return new MotionAdapter(path, JSON.stringify(config), [keyMap.source(path)], adapterConfig(config, path));
+    return new MotionAdapter(path, JSON.stringify(config), [keyMap.source(path, view.at)], adapterConfig(config, path));
   }
 }

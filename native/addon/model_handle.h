@@ -13,6 +13,8 @@
 #include "../core/errors.h"
 #include "../core/json.h"
 #include "../io/safetensors.h"
+#include "../io/torch_checkpoint.h"
+#include "../io/weight_file.h"
 #include "../nn/weight_store.h"
 #include "js_errors.h"
 
@@ -130,7 +132,12 @@ inline JsonValue parse_config(const std::string& text) {
   }
 }
 
-inline std::vector<WeightStore::KeyAlias> parse_key_map(const std::string& text, const std::string& path) {
+struct KeyMap {
+  std::vector<WeightStore::KeyAlias> aliases;
+  std::vector<std::string> at;  // a torch checkpoint's dict path (a `state_dict` wrapper)
+};
+
+inline KeyMap parse_key_map(const std::string& text, const std::string& path) {
   JsonValue j;
   try {
     j = parse_json(text.data(), text.size());
@@ -139,7 +146,8 @@ inline std::vector<WeightStore::KeyAlias> parse_key_map(const std::string& text,
   }
   const JsonValue* keys = j.get("keys");
   if (!keys || !keys->is_object()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": expected {\"keys\": {...}}", {}, path);
-  std::vector<WeightStore::KeyAlias> out;
+  KeyMap map;
+  std::vector<WeightStore::KeyAlias>& out = map.aliases;
   std::map<std::string, size_t> index;
   for (const auto& kv : keys->object) {
     if (!kv.second.is_string()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": '" + kv.first + "' must map to a string", kv.first, path);
@@ -154,15 +162,26 @@ inline std::vector<WeightStore::KeyAlias> parse_key_map(const std::string& text,
       out[it->second].squeeze = true;
     }
   }
-  return out;
+  if (const JsonValue* at = j.get("at")) {
+    if (!at->is_array()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": at must be an array of keys", {}, path);
+    for (const auto& k : at->array) {
+      if (!k.is_string()) throw_error("E_INVALID_ARGUMENT", "key map of " + path + ": at must hold strings", {}, path);
+      map.at.push_back(k.string);
+    }
+  }
+  return map;
 }
 
 inline void add_weight_files(WeightStore& store, const std::vector<WeightSource>& sources) {
   for (const auto& s : sources) {
     if (s.key_map_json.empty()) {
-      store.add_file(SafetensorsFile::open(s.path));
+      store.add_file(open_weight_file(s.path));
     } else {
-      store.add_file_mapped(SafetensorsFile::open(s.path), parse_key_map(s.key_map_json, s.path));
+      KeyMap map = parse_key_map(s.key_map_json, s.path);
+      // A wrapped state dict can only be a torch checkpoint; open_weight_file reads the root dict.
+      std::shared_ptr<WeightFile> file = map.at.empty() ? open_weight_file(s.path)
+                                                        : std::make_shared<TorchStateDict>(TorchCheckpoint::open(s.path), map.at);
+      store.add_file_mapped(file, map.aliases);
     }
   }
 }

@@ -4,7 +4,7 @@
 // derived formats written to a temp folder and the refusals.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PiaError } from '../../lib/errors.js';
@@ -22,6 +22,7 @@ import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { fixture, repoRoot } from '../helpers/fixtures.js';
 import { tempDir } from '../helpers/tmp.js';
+import { bytesOf, tensor as pyTensor, torchSaveZip, type PyValue, type TorchDtype } from '../helpers/torch_pickle.js';
 
 const SINGLE_FILE = fixture('loaders', 'mini-sd.single-file.safetensors');
 const PIA_ORIGINAL = fixture('loaders', 'mini-sd-motion-adapter.pia-original.safetensors');
@@ -78,7 +79,7 @@ const keep = (t: RawTensor): SaveableTensor => ({ dtype: t.dtype, shape: t.shape
 const isFloat = (t: RawTensor): boolean => t.dtype === 'F16' || t.dtype === 'BF16' || t.dtype === 'F32';
 
 describe('LDM single file → diffusers keys (mini-sd.single-file.safetensors)', () => {
-  const view = new CheckpointView({ path: '', names: () => [], shape: () => undefined, dtype: () => undefined });
+  const view = new CheckpointView({ path: '', at: [], names: () => [], shape: () => undefined, dtype: () => undefined });
   let conv: ReturnType<typeof convertLdmCheckpoint>;
   let fileView: CheckpointView;
   before(async () => {
@@ -200,7 +201,7 @@ describe('MotionAdapter.fromSingleFile (PIA original layout) against golden/pia_
     }
     // 522 = 520 motion-module parameters + conv_in weight and bias; the 40 pos_encoder.pe buffers are skipped.
     const conv = piaOriginalToDiffusers(new CheckpointView({
-      path: PIA_ORIGINAL, names: () => readSafetensors(PIA_ORIGINAL).names(), shape: (n) => readSafetensors(PIA_ORIGINAL).info(n).shape, dtype: () => 'F16',
+      path: PIA_ORIGINAL, at: [], names: () => readSafetensors(PIA_ORIGINAL).names(), shape: (n) => readSafetensors(PIA_ORIGINAL).info(n).shape, dtype: () => 'F16',
     }));
     assert.equal(conv.keyMap.size, 522);
   });
@@ -280,6 +281,52 @@ describe('single files in other formats and precisions (derived in a temp folder
       const z = tensorOf(readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors')), 'decode_input');
       const ref = tensorOf(golden, 'vae_decode_output');
       assertNear(await pipe.vae.decode(z), { data: ref.data.map((v) => 2 * v), shape: ref.shape }, 'decode with the external VAE');
+    } finally {
+      pipe.dispose();
+    }
+  });
+});
+
+describe('.ckpt (torch.save zip) files', () => {
+  const dir = tempDir('pia-single-file-ckpt-');
+  const PIA_ORIGINAL_CKPT = fixture('loaders', 'mini-sd-motion-adapter.pia-original.ckpt');
+
+  test('MotionAdapter.fromSingleFile(pia-original .ckpt) gives the .safetensors adapter\'s outputs', async () => {
+    const golden = readSafetensors(fixture('loaders', 'golden', 'pia_original_ckpt_unet_motion.safetensors'));
+    const adapter = await MotionAdapter.fromSingleFile(PIA_ORIGINAL_CKPT);
+    const model = await UNetMotionModel.fromUnet2d(join(MINI_SD, 'unet'), adapter);
+    try {
+      for (const run of unetRuns.filter((r) => r.frames === 4)) {
+        const out = await model.forward(tensorOf(unetInputs, `f${run.frames}_sample`), run.timestep,
+          tensorOf(unetInputs, `f${run.frames}_encoder_hidden_states`));
+        assertNear(out, tensorOf(golden, `unet_motion_${run.key}`), `ckpt ${run.key}`);
+      }
+    } finally {
+      model.dispose();
+    }
+  });
+
+  test('a single file saved as {state_dict: ..., global_step} (.ckpt, as model sites ship SD-1.5) loads through the wrapper', async () => {
+    // torch.save({'state_dict': sd, 'global_step': 470000}): diffusers unwraps with `while "state_dict" in checkpoint`.
+    const src = readSafetensors(SINGLE_FILE);
+    const sd: Record<string, PyValue> = {};
+    src.names().forEach((n, i) => {
+      const t = src.get(n);
+      sd[n] = pyTensor({ storage: { key: String(i), dtype: t.dtype as TorchDtype, bytes: bytesOf(t.data) }, shape: [...t.shape] });
+    });
+    const ckpt = join(dir, 'mini-sd.ckpt');
+    writeFileSync(ckpt, torchSaveZip({ state_dict: sd, global_step: 470000 }, { archive: 'mini-sd' }));
+    const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+    const pipe = await PIAPipeline.fromSingleFile(ckpt, { motionAdapter, config: MINI_SD });
+    const golden = readSafetensors(fixture('loaders', 'golden', 'single_file_components.safetensors'));
+    try {
+      const ids = idsOf(readSafetensors(fixture('golden', 'components', 'mini-sd_text_encoder.safetensors')), 'input_ids');
+      assertNear((await pipe.textEncoder.encode(ids)).lastHiddenState, tensorOf(golden, 'text_encoder_last_hidden_state'), 'ckpt text');
+      const vaeIn = readSafetensors(fixture('golden', 'components', 'mini-sd_vae.safetensors'));
+      assertNear(await pipe.vae.decode(tensorOf(vaeIn, 'decode_input')), tensorOf(golden, 'vae_decode_output'), 'ckpt vae decode');
+      const run = unetRuns[0];
+      const out = await pipe.unet.forward(tensorOf(unetInputs, `f${run.frames}_sample`), run.timestep, tensorOf(unetInputs, `f${run.frames}_encoder_hidden_states`));
+      assertNear(out, tensorOf(golden, `unet_motion_${run.key}`), `ckpt ${run.key}`);
     } finally {
       pipe.dispose();
     }
