@@ -27,7 +27,7 @@ bool canonical_key(const PickleValue& k, std::string& out) {
     case PickleKind::Int: out = "i" + std::to_string(k.integer); return true;
     case PickleKind::Bool: out = k.boolean ? "i1" : "i0"; return true;
     case PickleKind::None: out = "n"; return true;
-    case PickleKind::Bytes: out = "b" + k.text; return true;
+    case PickleKind::Bytes: out = "b" + std::to_string(k.text_id); return true;
     case PickleKind::BigInt: out = "B" + k.text; return true;
     case PickleKind::Float: {
       uint64_t bits;
@@ -66,9 +66,11 @@ PickleValue* PickleMachine::make_int(int64_t v) {
   return p;
 }
 
-PickleValue* PickleMachine::make_string(std::string s) {
-  PickleValue* p = make(PickleKind::String);
-  auto it = interned_.emplace(s, interned_.size()).first;
+PickleValue* PickleMachine::make_string(std::string s, PickleKind kind) {
+  PickleValue* p = make(kind);
+  // Interned once here (cost bounded by the bytes read), so a dict key compares by id however often
+  // a hostile file re-inserts a long key.
+  auto it = interned_.emplace(kind == PickleKind::Bytes ? "b" + s : "s" + s, interned_.size()).first;
   p->text_id = it->second;
   p->text = std::move(s);
   return p;
@@ -78,12 +80,13 @@ void PickleMachine::dict_set(PickleValue& dict, PickleValue* key, PickleValue* v
   if (key->kind == PickleKind::List || key->kind == PickleKind::Dict) corrupt("unhashable dict key");
   std::string ck;
   if (canonical_key(*key, ck)) {
-    auto it = dict.dict_index.find(ck);
-    if (it != dict.dict_index.end()) {
+    if (!dict.dict_index) dict.dict_index = std::make_unique<std::unordered_map<std::string, size_t>>();
+    auto it = dict.dict_index->find(ck);
+    if (it != dict.dict_index->end()) {
       dict.items[it->second + 1] = value;
       return;
     }
-    dict.dict_index.emplace(std::move(ck), dict.items.size());
+    dict.dict_index->emplace(std::move(ck), dict.items.size());
   }
   dict.items.push_back(key);
   dict.items.push_back(value);
@@ -252,9 +255,7 @@ PickleValue* PickleMachine::load(const uint8_t* data, size_t size, size_t& pos) 
       case BINBYTES8: {
         uint64_t n = uint_le(op == SHORT_BINBYTES ? 1 : op == BINBYTES ? 4 : 8);
         need(n > size ? size + 1 : size_t(n));
-        PickleValue* v = make(PickleKind::Bytes);
-        v->text = text(size_t(n));
-        push(v);
+        push(make_string(text(size_t(n)), PickleKind::Bytes));
         break;
       }
       case EMPTY_DICT: push(make(PickleKind::Dict)); break;

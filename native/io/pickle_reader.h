@@ -6,6 +6,7 @@
 // without going through GLOBAL (INST, OBJ, the extension registry) are refused outright.
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -20,9 +21,10 @@ struct PickleValue {
   int64_t integer = 0;         // Int; Storage / Tensor: index into the hooks' tables
   double number = 0;           // Float
   std::string text;            // String, Bytes, Global ("module.name"), BigInt (little-endian two's complement)
-  uint64_t text_id = 0;        // String: interned id (equal strings, equal ids), for dict keys
+  uint64_t text_id = 0;        // String, Bytes: interned id (equal contents, equal ids), for dict keys
   std::vector<PickleValue*> items;  // List, Tuple; Dict: key, value, key, value, ... in insertion order
-  std::unordered_map<std::string, size_t> dict_index;  // Dict: canonical key -> position of the key in items
+  // Dict: canonical key -> position of the key in items (allocated for dicts only).
+  std::unique_ptr<std::unordered_map<std::string, size_t>> dict_index;
 
   bool is(PickleKind k) const { return kind == k; }
   size_t dict_size() const { return items.size() / 2; }
@@ -59,7 +61,8 @@ class PickleMachine {
 
   PickleValue* make(PickleKind kind);
   PickleValue* make_int(int64_t v);
-  PickleValue* make_string(std::string s);
+  // A String (or Bytes) value with its interned id.
+  PickleValue* make_string(std::string s, PickleKind kind = PickleKind::String);
   // Adds key -> value to a dict (a key already present is replaced, as in Python).
   void dict_set(PickleValue& dict, PickleValue* key, PickleValue* value);
   [[noreturn]] void corrupt(const std::string& what) const;
@@ -68,7 +71,9 @@ class PickleMachine {
 
   // Limits: far above anything torch writes, low enough that a hostile file cannot exhaust memory.
   static constexpr size_t kMaxStack = 1u << 20;
-  static constexpr size_t kMaxValues = 1u << 24;
+  // ~100 bytes per value: 4M values bound a hostile pickle to ~400 MB; a 1,000-tensor SD checkpoint
+  // makes ~20k.
+  static constexpr size_t kMaxValues = 1u << 22;
 
  private:
   std::string path_;

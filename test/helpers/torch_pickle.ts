@@ -228,60 +228,97 @@ function crc32(b: Uint8Array): number {
 
 /**
  * A zip of stored entries, each entry's data aligned to `align` bytes by padding the local header's
- * extra field (what torch's PyTorchStreamWriter does with 64).
+ * extra field (what torch's PyTorchStreamWriter does with 64). `zip64` writes every size and offset
+ * through zip64 records, as torch does for archives past 4 GiB.
  */
-export function zipStored(records: { name: string; data: Uint8Array }[], align = 64): Uint8Array {
+export function zipStored(records: { name: string; data: Uint8Array }[], align = 64, zip64 = false): Uint8Array {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
   for (const r of records) {
     const name = Buffer.from(r.name, 'utf8');
     const crc = crc32(r.data);
-    const headerLen = 30 + name.length;
-    let pad = align > 1 ? (align - ((offset + headerLen + 4) % align)) % align : 0;
-    const extraLen = align > 1 ? 4 + pad : 0;
+    const z64Local = zip64 ? 20 : 0; // id, length, size, compressed size
+    const headerLen = 30 + name.length + z64Local;
+    const pad = align > 1 ? (align - ((offset + headerLen + 4) % align)) % align : 0;
+    const extraLen = z64Local + (align > 1 ? 4 + pad : 0);
     const local = Buffer.alloc(30 + name.length + extraLen);
     local.writeUInt32LE(0x04034b50, 0);
-    local.writeUInt16LE(20, 4);
-    local.writeUInt16LE(0, 6);
+    local.writeUInt16LE(zip64 ? 45 : 20, 4);
     local.writeUInt16LE(0, 8); // stored
     local.writeUInt32LE(crc, 14);
-    local.writeUInt32LE(r.data.length, 18);
-    local.writeUInt32LE(r.data.length, 22);
+    local.writeUInt32LE(zip64 ? 0xffffffff : r.data.length, 18);
+    local.writeUInt32LE(zip64 ? 0xffffffff : r.data.length, 22);
     local.writeUInt16LE(name.length, 26);
     local.writeUInt16LE(extraLen, 28);
     name.copy(local, 30);
-    if (extraLen) {
-      local.writeUInt16LE(0x5946, 30 + name.length); // 'FB' padding record, as torch writes
-      local.writeUInt16LE(pad, 32 + name.length);
+    let x = 30 + name.length;
+    if (zip64) {
+      local.writeUInt16LE(1, x);
+      local.writeUInt16LE(16, x + 2);
+      local.writeBigUInt64LE(BigInt(r.data.length), x + 4);
+      local.writeBigUInt64LE(BigInt(r.data.length), x + 12);
+      x += 20;
     }
-    const cd = Buffer.alloc(46 + name.length);
+    if (align > 1) {
+      local.writeUInt16LE(0x5946, x); // 'FB' padding record, as torch writes
+      local.writeUInt16LE(pad, x + 2);
+    }
+    const cdExtra = zip64 ? 28 : 0;
+    const cd = Buffer.alloc(46 + name.length + cdExtra);
     cd.writeUInt32LE(0x02014b50, 0);
-    cd.writeUInt16LE(20, 4);
-    cd.writeUInt16LE(20, 6);
+    cd.writeUInt16LE(zip64 ? 45 : 20, 4);
+    cd.writeUInt16LE(zip64 ? 45 : 20, 6);
     cd.writeUInt32LE(crc, 16);
-    cd.writeUInt32LE(r.data.length, 20);
-    cd.writeUInt32LE(r.data.length, 24);
+    cd.writeUInt32LE(zip64 ? 0xffffffff : r.data.length, 20);
+    cd.writeUInt32LE(zip64 ? 0xffffffff : r.data.length, 24);
     cd.writeUInt16LE(name.length, 28);
-    cd.writeUInt32LE(offset, 42);
+    cd.writeUInt16LE(cdExtra, 30);
+    cd.writeUInt32LE(zip64 ? 0xffffffff : offset, 42);
     name.copy(cd, 46);
+    if (zip64) {
+      const e = 46 + name.length;
+      cd.writeUInt16LE(1, e);
+      cd.writeUInt16LE(24, e + 2);
+      cd.writeBigUInt64LE(BigInt(r.data.length), e + 4); // uncompressed
+      cd.writeBigUInt64LE(BigInt(r.data.length), e + 12); // compressed
+      cd.writeBigUInt64LE(BigInt(offset), e + 20); // local header offset
+    }
     central.push(cd);
     parts.push(local, Buffer.from(r.data.buffer, r.data.byteOffset, r.data.byteLength));
     offset += local.length + r.data.length;
-    pad = 0;
   }
   const cdBytes = Buffer.concat(central);
+  const tail: Buffer[] = [];
+  if (zip64) {
+    const rec = Buffer.alloc(56);
+    rec.writeUInt32LE(0x06064b50, 0);
+    rec.writeBigUInt64LE(44n, 4);
+    rec.writeUInt16LE(45, 12);
+    rec.writeUInt16LE(45, 14);
+    rec.writeBigUInt64LE(BigInt(records.length), 24);
+    rec.writeBigUInt64LE(BigInt(records.length), 32);
+    rec.writeBigUInt64LE(BigInt(cdBytes.length), 40);
+    rec.writeBigUInt64LE(BigInt(offset), 48);
+    const loc = Buffer.alloc(20);
+    loc.writeUInt32LE(0x07064b50, 0);
+    loc.writeBigUInt64LE(BigInt(offset + cdBytes.length), 8);
+    loc.writeUInt32LE(1, 16);
+    tail.push(rec, loc);
+  }
   const eocd = Buffer.alloc(22);
   eocd.writeUInt32LE(0x06054b50, 0);
-  eocd.writeUInt16LE(records.length, 8);
-  eocd.writeUInt16LE(records.length, 10);
-  eocd.writeUInt32LE(cdBytes.length, 12);
-  eocd.writeUInt32LE(offset, 16);
-  return new Uint8Array(Buffer.concat([...parts, cdBytes, eocd]));
+  eocd.writeUInt16LE(zip64 ? 0xffff : records.length, 8);
+  eocd.writeUInt16LE(zip64 ? 0xffff : records.length, 10);
+  eocd.writeUInt32LE(zip64 ? 0xffffffff : cdBytes.length, 12);
+  eocd.writeUInt32LE(zip64 ? 0xffffffff : offset, 16);
+  return new Uint8Array(Buffer.concat([...parts, cdBytes, ...tail, eocd]));
 }
 
 /** torch.save (>= 1.6) of `obj`: `<archive>/data.pkl`, `<archive>/data/<key>`, `<archive>/version`. */
-export function torchSaveZip(obj: PyValue, options: { archive?: string; align?: number; byteorder?: string } = {}): Uint8Array {
+export function torchSaveZip(
+  obj: PyValue, options: { archive?: string; align?: number; byteorder?: string; zip64?: boolean } = {},
+): Uint8Array {
   const archive = options.archive ?? 'archive';
   const storages = new Map<string, Storage>();
   const pkl = pickleObject(obj, false, storages);
@@ -289,7 +326,7 @@ export function torchSaveZip(obj: PyValue, options: { archive?: string; align?: 
   if (options.byteorder) records.push({ name: `${archive}/byteorder`, data: Buffer.from(options.byteorder) });
   for (const s of storages.values()) records.push({ name: `${archive}/data/${s.key}`, data: s.bytes });
   records.push({ name: `${archive}/version`, data: Buffer.from('3\n') });
-  return zipStored(records, options.align ?? 64);
+  return zipStored(records, options.align ?? 64, options.zip64 ?? false);
 }
 
 /** A pickle of a raw data.pkl in a torch zip (for crafted pickles). */

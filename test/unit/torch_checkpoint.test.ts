@@ -16,6 +16,7 @@ import {
 import type { PyValue, Storage, TorchDtype } from '../helpers/torch_pickle.js';
 
 const dir = tempDir('pia-ckpt-');
+const hasPython = spawnSync('python3', ['-c', 'import pickle'], { encoding: 'utf8' }).status === 0;
 let counter = 0;
 function writeTemp(bytes: Uint8Array, ext = '.ckpt'): string {
   const p = join(dir, `f${counter++}${ext}`);
@@ -145,6 +146,63 @@ describe('derived layouts', () => {
   test('our zip writer round-trips (and unaligned entries are copied, not misread)', () => {
     expectSameTensors(writeTemp(torchSaveZip(stateDictValue(ts))), ts);
     expectSameTensors(writeTemp(torchSaveZip(stateDictValue(ts), { align: 1, byteorder: 'little', archive: 'x' })), ts);
+  });
+
+  test('zip64 records (torch writes them past 4 GiB)', () => {
+    expectSameTensors(writeTemp(torchSaveZip(stateDictValue(ts), { zip64: true })), ts);
+  });
+
+  test('the format is chosen by content, not by extension', () => {
+    expectSameTensors(writeTemp(torchSaveZip(stateDictValue(ts)), '.safetensors'), ts);
+    expectSameTensors(writeTemp(torchSaveLegacy(stateDictValue(ts)), '.safetensors'), ts);
+    const st = readStateDict(writeTemp(readFileSync(fixture('loaders', 'kitestyle.a1111.safetensors')), '.ckpt'));
+    assert.equal(st.format, 'safetensors');
+    st.close();
+  });
+
+  // The helper's bytes are what Python's own pickle and zipfile read (stub globals: no torch needed),
+  // so these tests exercise the real formats, not a private dialect.
+  test('control: Python reads the helper\'s zip and legacy files the same way', { skip: !hasPython && 'python3 not found' }, () => {
+    const v: PyValue = { sd: stateDictValue(ts.slice(0, 2)), step: 3, t: tuple('a', null), f: { $float: 0.25 }, big: 2n ** 70n };
+    const script = `
+import pickle, zipfile, io, struct, sys, json, collections
+class U(pickle.Unpickler):
+    def find_class(self, m, n):
+        if (m, n) == ('collections', 'OrderedDict'): return collections.OrderedDict
+        return lambda *a: {'call': m + '.' + n, 'args': a}
+    def persistent_load(self, pid): return {'pid': list(pid[:4]) + [pid[4]]}
+def plain(x):
+    if isinstance(x, dict): return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)): return [plain(v) for v in x]
+    if isinstance(x, int) and abs(x) > 2**53: return str(x)
+    if isinstance(x, (int, float, str, type(None))): return x
+    return repr(x)
+z = zipfile.ZipFile(sys.argv[1]); assert z.testzip() is None
+a = plain(U(io.BytesIO(z.read('archive/data.pkl'))).load())
+f = open(sys.argv[2], 'rb')
+magic, version, info = pickle.load(f), pickle.load(f), pickle.load(f)
+assert magic == 0x1950a86a20f9469cfc6c and version == 1001 and info['little_endian']
+b = plain(U(f).load())
+keys = pickle.load(f)
+sizes = []
+for k in keys:
+    n, = struct.unpack('<q', f.read(8)); f.read(n * 2); sizes.append(n)
+assert f.read() == b''
+print(json.dumps({'zip': a, 'legacy': b, 'sizes': sizes, 'names': z.namelist()}))
+`;
+    const r = spawnSync('python3', ['-c', script, writeTemp(torchSaveZip(v)), writeTemp(torchSaveLegacy(v))], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout);
+    assert.deepEqual(out.names, ['archive/data.pkl', 'archive/data/0', 'archive/data/1', 'archive/version']);
+    assert.equal(out.zip.step, 3);
+    assert.equal(out.zip.big, String(2n ** 70n));
+    assert.deepEqual(out.zip.t, ['a', null]);
+    const first = out.zip.sd[ts[0].name];
+    assert.equal(first.call, 'torch._utils._rebuild_tensor_v2');
+    assert.deepEqual(first.args[0].pid, ['storage', first.args[0].pid[1], '0', 'cpu', ts[0].data.length / 2]);
+    assert.deepEqual(first.args[2], ts[0].shape);
+    assert.deepEqual(out.sizes, [ts[0].data.length / 2, ts[1].data.length / 2]);
+    assert.equal(out.legacy.step, 3);
   });
 
   test('legacy (pre-1.6, non-zip) checkpoint', () => {
@@ -289,7 +347,6 @@ describe('corrupt and unsupported files', () => {
 
 describe('malicious pickles are refused and nothing runs', () => {
   const marker = join(dir, 'pwned');
-  const hasPython = spawnSync('python3', ['-c', 'import pickle'], { encoding: 'utf8' }).status === 0;
 
   // GLOBAL module\nname, then a REDUCE of it with one string argument.
   const call = (w: PickleWriter, module: string, name: string, arg: PyValue) => {
@@ -348,6 +405,7 @@ describe('malicious pickles are refused and nothing runs', () => {
         for (const open of [() => readTorchCheckpoint(p), () => readStateDict(p)]) {
           const e = expectCode(open, 'E_UNSAFE_PICKLE');
           assert.ok(e.message.includes(`'${c.global}'`), e.message);
+          assert.equal(e.key, c.global);
           assert.ok(e.message.includes(p), e.message);
         }
       }
