@@ -104,6 +104,24 @@ PIA_BENCH(bench_attention) {
   }
 }
 
+PIA_BENCH(bench_temporal_attention) {
+  // Motion modules: the 16 frames of every pixel attend to each other, CFG batch 2.
+  struct C { int64_t B, F, HW, H, D; const char* what; };
+  const C cases[] = {{2, 16, 1024, 8, 40, "32x32 latent (256 px)"}, {2, 16, 4096, 8, 40, "64x64 latent (512 px)"}};
+  for (const C& c : cases) {
+    Tensor q = rnd({c.B * c.F, c.HW, c.H * c.D}), k = rnd({c.B * c.F, c.HW, c.H * c.D}), v = rnd({c.B * c.F, c.HW, c.H * c.D});
+    AttentionParams p;
+    p.heads = int(c.H);
+    p.scale = 1.f / std::sqrt(float(c.D));
+    const double flops = 4.0 * c.B * c.HW * c.H * c.F * c.F * c.D;
+    const std::string shape = " [" + std::to_string(c.B * c.F) + ", " + std::to_string(c.HW) + ", " +
+                              std::to_string(c.H * c.D) + "] F" + std::to_string(c.F) + " (" + c.what + ")";
+    bench::report("temporal_attention in place" + shape, bench::time_it([&] { cpu().temporal_attention(q, k, v, c.F, p); }), flops);
+    bench::report("  permute + attention + permute" + shape,
+                  bench::time_it([&] { cpu().Backend::temporal_attention(q, k, v, c.F, p); }), flops);
+  }
+}
+
 PIA_BENCH(bench_norm_and_elementwise) {
   Tensor x = rnd({16, 320, 64, 64}), g = rnd({320}), b = rnd({320});
   bench::report("group_norm+silu [16, 320, 64, 64] (16 frames, 512 px)",

@@ -246,6 +246,29 @@ class CpuBackend final : public Backend {
     return o;
   }
 
+  // The frames of each pixel are a sequence; the kernel reads them in place from the frame-major
+  // [B·F, HW, C] layout instead of permuting q, k, v and the output (four full copies).
+  Tensor temporal_attention(const Tensor& q_, const Tensor& k_, const Tensor& v_, int64_t frames,
+                            const AttentionParams& p) override {
+    Tensor q = f32(q_, "temporal_attention", "q"), k = f32(k_, "temporal_attention", "k"),
+           v = f32(v_, "temporal_attention", "v");
+    if (q.dim() != 3 || k.dim() != 3 || v.dim() != 3 || p.heads <= 0 || frames <= 0 || p.causal) {
+      bad("temporal_attention", "q, k, v must be [B·F, HW, H*D], not causal");
+    }
+    const int64_t BF = q.size(0), HW = q.size(1), H = p.heads;
+    if (BF % frames || k.size(0) != BF || v.size(0) != BF || k.size(1) != HW || v.size(1) != HW || q.size(2) % H ||
+        v.size(2) % H || k.size(2) != q.size(2)) {
+      bad("temporal_attention", "q " + shape_str(q.shape()) + ", k " + shape_str(k.shape()) + ", v " +
+                                    shape_str(v.shape()) + " with " + std::to_string(frames) + " frames, " +
+                                    std::to_string(H) + " heads");
+    }
+    const int64_t D = q.size(2) / H, Dv = v.size(2) / H;
+    Tensor o = cpu::new_tensor({BF, HW, H * Dv});
+    cpu::attention(q.data<float>(), k.data<float>(), v.data<float>(), o.data<float>(), (BF / frames) * HW, frames,
+                   frames, H, D, Dv, p.scale, false, HW);
+    return o;
+  }
+
   Tensor binary(BinaryOp op, const Tensor& a_, const Tensor& b_) override {
     Tensor a = f32_view(a_, "binary", "a"), b = f32_view(b_, "binary", "b");
     const Shape out = broadcast_shape(a.shape(), b.shape(), "binary");

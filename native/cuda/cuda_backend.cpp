@@ -448,7 +448,8 @@ class CudaBackend final : public Backend {
   // A host tensor (any dtype, any strides) onto the device in the compute dtype.
   Tensor to_device(const Tensor& t, const char* op) {
     if (t.device() == Device::CUDA) return arg(t, op, "x");
-    const Tensor h = t.to(dt_).contiguous();
+    Tensor h = t.to(dt_);  // no copy when already contiguous in dt_ (an mmapped weight goes straight up)
+    if (!h.is_contiguous()) h = h.contiguous();
     Tensor y = alloc(h.shape(), dt_);
     ok(ops_->memcpy_h2d(dev_, y.raw(), h.raw(), h.nbytes()), op);
     return y;

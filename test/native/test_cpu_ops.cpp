@@ -622,3 +622,56 @@ PIA_TEST(cpu_results_independent_of_thread_count) {
   ThreadPool::set_global_threads(ThreadPool::default_threads());
   for (size_t i = 0; i < one.size(); ++i) EXPECT(std::memcmp(one[i].raw(), three[i].raw(), one[i].nbytes()) == 0);
 }
+
+PIA_TEST(cpu_temporal_attention) {
+  // Frames of each pixel attend to each other, read in place from [B·F, HW, C]: must equal the
+  // permute -> attention -> permute composition (Backend's default) bit for bit, and the double
+  // reference within the GEMM tolerance.
+  struct C { int64_t B, F, HW, H, D; };
+  for (C c : {C{2, 16, 37, 8, 8}, C{1, 3, 5, 2, 40}, C{2, 8, 64, 4, 16}}) {
+    Tensor q = randn({c.B * c.F, c.HW, c.H * c.D}), k = randn({c.B * c.F, c.HW, c.H * c.D}),
+           v = randn({c.B * c.F, c.HW, c.H * c.D});
+    AttentionParams p;
+    p.heads = int(c.H);
+    p.scale = 1.f / std::sqrt(float(c.D));
+    Tensor got = OP(be().temporal_attention(q, k, v, c.F, p));
+    auto to_seq = [&](const Tensor& x) {
+      return be().contiguous(x.reshape({c.B, c.F, c.HW, c.H * c.D}).permute({0, 2, 1, 3})).reshape({c.B * c.HW, c.F, c.H * c.D});
+    };
+    Tensor o = be().attention(to_seq(q), to_seq(k), to_seq(v), p);
+    Tensor want = be().contiguous(o.reshape({c.B, c.HW, c.F, c.H * c.D}).permute({0, 2, 1, 3})).reshape(got.shape());
+    EXPECT(got.shape() == want.shape());
+    EXPECT(std::memcmp(got.raw(), want.raw(), want.nbytes()) == 0);
+    // double reference for one in every few pixels
+    std::vector<double> qr = ref_of(q), kr = ref_of(k), vr = ref_of(v);
+    double num = 0, den = 0;
+    for (int64_t b = 0; b < c.B; ++b)
+      for (int64_t px = 0; px < c.HW; px += 3)
+        for (int64_t h = 0; h < c.H; ++h)
+          for (int64_t i = 0; i < c.F; ++i) {
+            std::vector<double> s(size_t(c.F));
+            double mx = -INFINITY, sum = 0;
+            auto at = [&](int64_t f, int64_t d) { return size_t(((b * c.F + f) * c.HW + px) * c.H * c.D + h * c.D + d); };
+            for (int64_t j = 0; j < c.F; ++j) {
+              double dot = 0;
+              for (int64_t d = 0; d < c.D; ++d) dot += qr[at(i, d)] * kr[at(j, d)];
+              s[size_t(j)] = dot * p.scale;
+              mx = std::max(mx, s[size_t(j)]);
+            }
+            for (double& x : s) sum += (x = std::exp(x - mx));
+            for (int64_t d = 0; d < c.D; ++d) {
+              double r = 0;
+              for (int64_t j = 0; j < c.F; ++j) r += s[size_t(j)] * vr[at(j, d)];
+              r /= sum;
+              const double g = got.data<float>()[at(i, d)];
+              num += (g - r) * (g - r);
+              den += r * r;
+            }
+          }
+    char name[120];
+    std::snprintf(name, sizeof name, "temporal_attention B%lld F%lld HW%lld H%lld D%lld", (long long)c.B, (long long)c.F,
+                  (long long)c.HW, (long long)c.H, (long long)c.D);
+    std::printf("     %-58s nmse %.2e (max %.0e)\n", name, num / den, kGemmTol);
+    EXPECT(num / den <= kGemmTol);
+  }
+}
