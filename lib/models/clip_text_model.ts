@@ -1,7 +1,7 @@
 // transformers' CLIPTextModel over the native network (native/nn/clip_text_model.cpp).
 import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
-import type { NativeModelHandle } from '../native/types.js';
+import type { NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
 import type { WeightSource } from '../loaders/key_map.js';
 import type { Tensor } from '../tensor.js';
 import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
@@ -31,6 +31,8 @@ export interface CLIPTextModelOutput {
 
 export interface CLIPTextEncodeOptions {
   clipSkip?: number;
+  /** Scale of the loaded LoRA's text-encoder branches (diffusers' PatchedLoraProjection.lora_scale); default 1. */
+  loraScale?: number;
   outputHiddenStates?: boolean;
   signal?: AbortSignal;
 }
@@ -59,12 +61,17 @@ function textConfig(raw: Record<string, unknown>): CLIPTextConfig {
 }
 
 export class CLIPTextModel {
-  readonly config: CLIPTextConfig;
+  #config: CLIPTextConfig;
   #handle: NativeModelHandle | undefined;
 
   private constructor(handle: NativeModelHandle, config: CLIPTextConfig) {
     this.#handle = handle;
-    this.config = config;
+    this.#config = config;
+  }
+
+  /** The config (vocab_size grows with textual-inversion tokens, as resize_token_embeddings updates it). */
+  get config(): CLIPTextConfig {
+    return this.#config;
   }
 
   /**
@@ -150,9 +157,11 @@ export class CLIPTextModel {
       clipSkip = k;
     }
     const outputHiddenStates = options.outputHiddenStates === true;
+    const loraScale = options.loraScale ?? 1;
+    if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
     let out;
     try {
-      out = await addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates);
+      out = await addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates, loraScale);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -160,6 +169,49 @@ export class CLIPTextModel {
     const result: CLIPTextModelOutput = { lastHiddenState: out.lastHiddenState, poolerOutput: out.poolerOutput };
     if (outputHiddenStates) result.hiddenStates = out.hiddenStates ?? [];
     return result;
+  }
+
+  /** The Linear modules a LoRA may target (lib/loaders/lora.ts maps file keys onto these names). */
+  loraTargets(): NativeLoraTarget[] {
+    return addon().clipTextModel.loraTargets(this.#live());
+  }
+
+  /** Replaces the LoRA contributions applied by every later encode (built by lib/loaders/lora.ts). */
+  async setLora(contributions: NativeLoraContribution[]): Promise<void> {
+    try {
+      await addon().clipTextModel.setLora(this.#live(), contributions);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  /**
+   * Textual inversion: appends `rows` [n, hidden] to the token embedding (ids vocab_size … vocab_size + n - 1,
+   * as resize_token_embeddings then row assignment) and returns their ids.
+   */
+  async addTokenEmbeddings(rows: Tensor): Promise<number[]> {
+    const handle = this.#live();
+    const hidden = this.#config.hidden_size;
+    if (!rows || rows.shape?.length !== 2 || rows.shape[1] !== hidden || rows.shape[0] < 1) {
+      throw invalidArgument('rows', `expected [n, ${hidden}]`);
+    }
+    const first = this.#config.vocab_size;
+    try {
+      await addon().clipTextModel.addTokens(handle, rows);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+    this.#config = Object.freeze({ ...this.#config, vocab_size: first + rows.shape[0] });
+    return Array.from({ length: rows.shape[0] }, (_, i) => first + i);
+  }
+
+  /** Rows of the token embedding table, [ids.length, hidden]. */
+  tokenEmbeddingRows(ids: readonly number[]): Tensor {
+    try {
+      return addon().clipTextModel.tokenEmbeddingRows(this.#live(), Int32Array.from(ids));
+    } catch (e) {
+      throw fromNativeError(e);
+    }
   }
 
   /** Frees the native weights; further calls fail. Safe to call twice. */

@@ -2,8 +2,9 @@
 // included) over the native network (native/nn/unet_motion_model.cpp).
 import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
-import type { NativeCancelToken, NativeFreeU, NativeModelHandle } from '../native/types.js';
+import type { NativeCancelToken, NativeFreeU, NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
 import { assertTensor, type Tensor } from '../tensor.js';
+import type { IPAdapter } from '../loaders/ip_adapter.js';
 import { MotionAdapter } from './motion_adapter.js';
 import { UNet2DConditionModel } from './unet_2d_condition_model.js';
 
@@ -68,6 +69,8 @@ export class UNetMotionModel {
   readonly config: UNetMotionConfig;
   #handle: NativeModelHandle | undefined;
   #freeU: NativeFreeU | null = null;
+  #ipAdapter: IPAdapter | undefined;
+  #ipScale = 1;
 
   private constructor(handle: NativeModelHandle, config: UNetMotionConfig) {
     this.#handle = handle;
@@ -115,13 +118,26 @@ export class UNetMotionModel {
   async forward(sample: Tensor, timestep: number, encoderHiddenStates: Tensor, options: UNetMotionForwardOptions = {}): Promise<Tensor> {
     const handle = this.#live();
     throwIfAborted(options.signal);
-    if (options.loraScale !== undefined && options.loraScale !== 1) {
-      throw new PiaError('E_UNSUPPORTED', 'UNetMotionModel.forward: loraScale is not supported yet', { option: 'loraScale' });
-    }
-    if (options.imageEmbeds !== undefined) {
-      throw new PiaError('E_UNSUPPORTED', 'UNetMotionModel.forward: imageEmbeds needs an IP-Adapter, which is not loaded', {
+    const loraScale = options.loraScale ?? 1;
+    if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+    // UNetMotionModel.forward with encoder_hid_dim_type "ip_image_proj" requires image_embeds; without an
+    // adapter there is nothing to project them with.
+    const ipAdapter = this.#ipAdapter;
+    if (options.imageEmbeds !== undefined && !ipAdapter) {
+      throw new PiaError('E_INVALID_ARGUMENT', 'UNetMotionModel.forward: imageEmbeds needs an IP-Adapter, and none is loaded', {
         option: 'imageEmbeds',
       });
+    }
+    if (ipAdapter && options.imageEmbeds === undefined) {
+      throw new PiaError('E_INVALID_ARGUMENT', 'UNetMotionModel.forward: an IP-Adapter is loaded, so imageEmbeds are required', {
+        option: 'imageEmbeds',
+      });
+    }
+    if (options.imageEmbeds !== undefined) {
+      assertTensor(options.imageEmbeds, 'imageEmbeds');
+      if (options.imageEmbeds.shape[0] !== sample.shape?.[0]) {
+        throw invalidArgument('imageEmbeds', `batch ${options.imageEmbeds.shape[0]} does not match the sample's ${sample.shape?.[0]}`);
+      }
     }
     assertTensor(sample, 'sample', 5);
     assertTensor(encoderHiddenStates, 'encoderHiddenStates', 3);
@@ -142,7 +158,54 @@ export class UNetMotionModel {
     if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
     const freeU = this.#freeU;
     return cancellable(options.signal, (token) =>
-      addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, freeU, token));
+      addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, freeU, token, loraScale,
+        ipAdapter ? { adapter: ipAdapter.handle, imageEmbeds: options.imageEmbeds!, scale: this.#ipScale } : null));
+  }
+
+  /** The spatial cross-attention layers (attn2 of the Transformer2DModels) an IP-Adapter attaches to. */
+  ipAttentionSites(): { name: string; hidden_size: number; cross_attention_dim: number }[] {
+    return addon().unetMotionModel.ipAttentionSites(this.#live());
+  }
+
+  /**
+   * Attaches an IP-Adapter (lib/loaders/ip_adapter.ts; pipelines use loadIpAdapter) or detaches it
+   * (undefined). Every later forward then needs `imageEmbeds`. The scale resets to 1.0, as load_ip_adapter's.
+   */
+  setIpAdapter(adapter: IPAdapter | undefined): void {
+    this.#live();
+    this.#ipAdapter = adapter;
+    this.#ipScale = 1;
+  }
+
+  get ipAdapter(): IPAdapter | undefined {
+    return this.#ipAdapter;
+  }
+
+  /** set_ip_adapter_scale: the weight of the image branch in every IP cross-attention. */
+  setIpAdapterScale(scale: number): void {
+    if (typeof scale !== 'number' || !Number.isFinite(scale)) throw invalidArgument('scale', 'must be a finite number');
+    this.#ipScale = scale;
+  }
+
+  get ipAdapterScale(): number {
+    return this.#ipScale;
+  }
+
+  /** The Linear / Conv2d modules a LoRA may target (lib/loaders/lora.ts maps file keys onto these names). */
+  loraTargets(): NativeLoraTarget[] {
+    return addon().unetMotionModel.loraTargets(this.#live());
+  }
+
+  /**
+   * Replaces the LoRA contributions applied by every later forward (lib/loaders/lora.ts builds them;
+   * pipelines use loadLoraWeights). A forward already running keeps the previous ones.
+   */
+  async setLora(contributions: NativeLoraContribution[]): Promise<void> {
+    try {
+      await addon().unetMotionModel.setLora(this.#live(), contributions);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
   }
 
   /** diffusers `enable_freeu`: FreeU in the first two up blocks (a zero anywhere disables it, as in diffusers). */

@@ -57,13 +57,40 @@ export interface NativeTensor {
  */
 export type NativeWeightSource = string | { path: string; keyMap: string };
 
+/** A Linear / Conv2d module a LoRA may target (native/nn/lora.h). */
+export interface NativeLoraTarget {
+  name: string;
+  kind: 'linear' | 'conv';
+  inFeatures: number;
+  outFeatures: number;
+  kernel: number;
+  /** Whether the module sees the per-call LoRA scale (diffusers' cross_attention_kwargs['scale'] path). */
+  scaled: boolean;
+}
+
+/** One adapter's matrices for one module: a branch `factor · up(down(x))`, or merged into the weight when `fused`. */
+export interface NativeLoraContribution {
+  module: string;
+  down: NativeTensor;
+  up: NativeTensor;
+  factor: number;
+  fused: boolean;
+}
+
 export interface NativeCLIPTextModel {
   load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
   /** clipSkip -1: none. */
   forward(
     handle: NativeModelHandle, ids: Int32Array, batch: number, seqLen: number, clipSkip: number, outputHiddenStates: boolean,
+    loraScale?: number,
   ): Promise<{ lastHiddenState: NativeTensor; poolerOutput: NativeTensor; hiddenStates?: NativeTensor[] }>;
   dispose(handle: NativeModelHandle): void;
+  loraTargets(handle: NativeModelHandle): NativeLoraTarget[];
+  /** Replaces the model's LoRA contributions (the handle then points at a copy sharing the weights). */
+  setLora(handle: NativeModelHandle, contributions: NativeLoraContribution[]): Promise<void>;
+  /** Appends token embedding rows [n, hidden] (textual inversion). */
+  addTokens(handle: NativeModelHandle, rows: NativeTensor): Promise<void>;
+  tokenEmbeddingRows(handle: NativeModelHandle, ids: Int32Array): NativeTensor;
 }
 
 /** A flag a running native call polls; `cancel(token)` makes it stop with code E_ABORTED. */
@@ -94,11 +121,45 @@ export interface NativeUNetMotionModel {
   config(handle: NativeModelHandle): string;
   forward(
     handle: NativeModelHandle, sample: NativeTensor, timestep: number, encoderHiddenStates: NativeTensor, freeU: NativeFreeU | null,
-    cancel?: NativeCancelToken,
+    cancel?: NativeCancelToken, loraScale?: number, ip?: NativeIpCall | null,
   ): Promise<NativeTensor>;
+  /** The cross-attention layers an IP-Adapter attaches to, in load order. */
+  ipAttentionSites(handle: NativeModelHandle): NativeIpAttentionSite[];
   dispose(handle: NativeModelHandle): void;
   cancelToken(): NativeCancelToken;
   cancel(token: NativeCancelToken): void;
+  loraTargets(handle: NativeModelHandle): NativeLoraTarget[];
+  setLora(handle: NativeModelHandle, contributions: NativeLoraContribution[]): Promise<void>;
+}
+
+export interface NativeCLIPVisionModel {
+  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
+  forward(handle: NativeModelHandle, pixelValues: NativeTensor, outputHiddenStates: boolean):
+    Promise<{ imageEmbeds: NativeTensor; lastHiddenState: NativeTensor; hiddenStates?: NativeTensor[] }>;
+  dispose(handle: NativeModelHandle): void;
+}
+
+/** A UNet cross-attention layer an IP-Adapter attaches to (native/nn/ip_adapter.h). */
+export interface NativeIpAttentionSite {
+  name: string;
+  hidden_size: number;
+  cross_attention_dim: number;
+}
+
+export interface NativeIPAdapter {
+  /** tensors: diffusers-named `image_proj.*` and original `ip_adapter.<id>.to_{k,v}_ip.weight` (float32). */
+  load(kind: 'base' | 'plus', tensors: Record<string, NativeTensor>, sitesJson: string, crossAttentionDim: number,
+    encoderPositions: number): Promise<NativeModelHandle>;
+  /** The image tokens [B, T, cross_attention_dim] of the image embeds (encoder_hid_proj). */
+  project(handle: NativeModelHandle, imageEmbeds: NativeTensor): Promise<NativeTensor>;
+  dispose(handle: NativeModelHandle): void;
+}
+
+/** unetMotionModel.forward's IP-Adapter argument. */
+export interface NativeIpCall {
+  adapter: NativeModelHandle;
+  imageEmbeds: NativeTensor;
+  scale: number;
 }
 
 export interface NativeAddon {
@@ -111,4 +172,6 @@ export interface NativeAddon {
   unetMotionModel: NativeUNetMotionModel;
   clipTextModel: NativeCLIPTextModel;
   autoencoderKL: NativeAutoencoderKL;
+  clipVisionModel: NativeCLIPVisionModel;
+  ipAdapter: NativeIPAdapter;
 }

@@ -23,6 +23,8 @@ import { UNet2DConditionModel } from '../models/unet_2d_condition_model.js';
 import { UNetMotionModel } from '../models/unet_motion_model.js';
 import { loadSingleFileComponents, withUnetFileKeys } from '../loaders/single_file.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
+import { LoraAdapters } from '../loaders/lora.js';
+import { maybeConvertPrompt, readTextualInversion } from '../loaders/textual_inversion.js';
 import { parseConfigJson } from '../config_json.js';
 
 export interface StepEndResult {
@@ -132,6 +134,12 @@ export class PIAPipeline {
   imageEncoder: null = null;
   featureExtractor: null = null;
   #freeInit: ResolvedFreeInit | undefined;
+  #lora: LoraAdapters | undefined;
+  // diffusers' non-PEFT text LoRA scale is sticky: encode_prompt(lora_scale=s) sets it on the patched
+  // projections (adjust_lora_scale_text_encoder) and it stays until set again.
+  #textLoraScale = 1;
+  // Textual-inversion tokens with more than one vector: token → vector count (maybe_convert_prompt).
+  readonly #multiVectorTokens = new Map<string, number>();
 
   constructor(c: PIAPipelineComponents) {
     this.tokenizer = c.tokenizer;
@@ -294,20 +302,127 @@ export class PIAPipeline {
     this.dispose();
   }
 
+  // ---- loaders (diffusers LoraLoaderMixin / TextualInversionLoaderMixin) ------------------------------
+
+  #loraAdapters(): LoraAdapters {
+    if (!this.#lora) {
+      if (!(this.unet instanceof UNetMotionModel)) throw new PiaError('E_UNSUPPORTED', 'LoRA needs the native UNetMotionModel');
+      const te = this.textEncoder instanceof CLIPTextModel ? this.textEncoder : undefined;
+      this.#lora = new LoraAdapters(this.unet, te);
+    }
+    return this.#lora;
+  }
+
+  /**
+   * diffusers' load_lora_weights: a kohya/A1111 (`lora_unet_*`, `lora_te_*`, per-module alpha) or diffusers-format
+   * .safetensors file (or a folder + `weightName`, default pytorch_lora_weights.safetensors), applied to the UNet and
+   * text encoder. `scale` is the adapter's weight (as setAdapters sets it); loading adds the adapter to the active ones.
+   * Returns the adapter name (default `default_<n>`).
+   */
+  async loadLoraWeights(path: string, options: { adapterName?: string; scale?: number; weightName?: string } = {}): Promise<string> {
+    return this.#loraAdapters().load(path, options);
+  }
+
+  /** The active adapters and their weights (diffusers' set_adapters; weights default to 1). */
+  async setAdapters(adapterNames: string | string[], adapterWeights?: number | number[]): Promise<void> {
+    await this.#loraAdapters().setAdapters(adapterNames, adapterWeights);
+  }
+
+  /** Names of the loaded adapters and the active ones with their weights. */
+  getListAdapters(): { loaded: string[]; active: { name: string; weight: number }[]; fused: boolean } {
+    const l = this.#lora;
+    return { loaded: l?.names ?? [], active: l?.active ?? [], fused: l?.fused ?? false };
+  }
+
+  /** fuse_lora: merges the active adapters, times `loraScale`, into the weights (the per-call scale no longer applies to them). */
+  async fuseLora(options: { loraScale?: number } = {}): Promise<void> {
+    await this.#loraAdapters().fuse(options.loraScale ?? 1);
+  }
+
+  /** unfuse_lora: the original weights back (exactly: the merged copy is dropped). */
+  async unfuseLora(): Promise<void> {
+    await this.#lora?.unfuse();
+  }
+
+  /** unload_lora_weights: removes every adapter (fused weights stay fused, as in diffusers). */
+  async unloadLoraWeights(): Promise<void> {
+    await this.#lora?.unload();
+  }
+
+  /**
+   * save_lora_weights' file for the loaded adapter (diffusers format, alpha/rank folded into up); `path` is a
+   * .safetensors file or a folder (pytorch_lora_weights.safetensors). Returns the file written.
+   */
+  saveLoraWeights(path: string, options: { adapterName?: string } = {}): string {
+    if (!this.#lora) throw invalidArgument('saveLoraWeights', 'no LoRA is loaded');
+    return this.#lora.save(path, options.adapterName);
+  }
+
+  /**
+   * diffusers' load_textual_inversion: an A1111 .pt (`string_to_param`), a .safetensors (`emb_params` or one
+   * token → tensor) or a diffusers learned_embeds file, or the tensor / dict itself; `token` overrides the
+   * file's name. Multi-vector embeddings become `<tok> <tok>_1 …`; the token embedding grows from the current
+   * vocabulary size. Refused (E_INVALID_ARGUMENT) when the token is already in the vocabulary.
+   */
+  async loadTextualInversion(
+    pretrainedModelNameOrPath: string | Tensor | Record<string, Tensor> | (string | Tensor | Record<string, Tensor>)[],
+    options: { token?: string | string[] } = {},
+  ): Promise<void> {
+    const tokenizer = this.tokenizer;
+    const te = this.textEncoder;
+    if (!(tokenizer instanceof CLIPTokenizer) || !(te instanceof CLIPTextModel)) {
+      throw new PiaError('E_UNSUPPORTED', 'loadTextualInversion needs the CLIPTokenizer and the native CLIPTextModel');
+    }
+    const sources = Array.isArray(pretrainedModelNameOrPath) ? pretrainedModelNameOrPath : [pretrainedModelNameOrPath];
+    const tokens = options.token === undefined ? [] : Array.isArray(options.token) ? options.token : [options.token];
+    if (tokens.length > 0 && tokens.length !== sources.length) {
+      throw invalidArgument('token', `give one token per embedding (${sources.length}), got ${tokens.length}`);
+    }
+    const read = sources.map((src, i) => readTextualInversion(src, tokens[i], te.config.hidden_size));
+    const seen = new Set<string>();
+    for (const { tokens: toks } of read) {
+      // _check_text_inv_inputs / _retrieve_tokens_and_embeddings: refuse names the vocabulary already has.
+      if (tokenizer.hasToken(toks[0]) || seen.has(toks[0])) {
+        throw invalidArgument('token', `Token ${toks[0]} already in tokenizer vocabulary. Please choose a different token name or remove ${toks[0]} and embedding from the tokenizer and text encoder.`);
+      }
+      if (tokenizer.hasToken(`${toks[0]}_1`)) {
+        throw invalidArgument('token', `Multi-vector Token ${toks[0]}_1 already in tokenizer vocabulary. Please choose a different token name.`);
+      }
+      for (const t of toks) seen.add(t);
+    }
+    if (tokenizer.length !== te.config.vocab_size) {
+      throw new PiaError('E_UNSUPPORTED', `loadTextualInversion: the tokenizer has ${tokenizer.length} tokens, the text encoder ${te.config.vocab_size} embeddings`);
+    }
+    for (const { tokens: toks, embeddings } of read) {
+      const rowIds = await te.addTokenEmbeddings(embeddings);
+      const ids = tokenizer.addTokens(toks);
+      if (ids.join() !== rowIds.join()) throw new PiaError('E_BACKEND', `loadTextualInversion: token ids [${ids}] differ from the new embedding rows [${rowIds}]`);
+      if (toks.length > 1) this.#multiVectorTokens.set(toks[0], toks.length);
+    }
+  }
+
+  #convertPrompts(prompts: string[]): string[] {
+    const tokenizer = this.tokenizer;
+    if (this.#multiVectorTokens.size === 0 || !(tokenizer instanceof CLIPTokenizer)) return prompts;
+    return prompts.map((p) => maybeConvertPrompt(p, (t) => tokenizer.tokenize(t), this.#multiVectorTokens));
+  }
+
   /** diffusers' encode_prompt (with num_images_per_prompt = 1). */
   async encodePrompt(prompt: string | string[] | undefined, options: EncodePromptOptions = {}): Promise<{ promptEmbeds: Tensor; negativePromptEmbeds?: Tensor }> {
     const cfg = options.doClassifierFreeGuidance ?? true;
-    if (options.loraScale !== undefined && options.loraScale !== 1) {
-      throw new PiaError('E_UNSUPPORTED', 'loraScale: no LoRA support yet', { option: 'loraScale' });
+    if (options.loraScale !== undefined) {
+      if (typeof options.loraScale !== 'number' || !Number.isFinite(options.loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+      this.#textLoraScale = options.loraScale;
     }
+    const loraScale = this.#textLoraScale;
     let promptEmbeds = options.promptEmbeds;
     let batch: number;
     if (prompt !== undefined) {
       const prompts = typeof prompt === 'string' ? [prompt] : prompt;
       batch = prompts.length;
       if (!promptEmbeds) {
-        const { inputIds } = this.tokenizer.encode(prompts, { padding: 'max_length', maxLength: this.tokenizer.modelMaxLength, truncation: true });
-        promptEmbeds = (await this.textEncoder.encode(inputIds, { clipSkip: options.clipSkip, signal: options.signal })).lastHiddenState;
+        const { inputIds } = this.tokenizer.encode(this.#convertPrompts(prompts), { padding: 'max_length', maxLength: this.tokenizer.modelMaxLength, truncation: true });
+        promptEmbeds = (await this.textEncoder.encode(inputIds, { clipSkip: options.clipSkip, loraScale, signal: options.signal })).lastHiddenState;
       }
     } else {
       if (!promptEmbeds) throw invalidArgument('prompt', 'provide either prompt or promptEmbeds');
@@ -323,9 +438,9 @@ export class PIAPipeline {
       } else if (typeof neg === 'string') uncond = [neg];
       else if (neg.length !== batch) throw invalidArgument('negativePrompt', `has ${neg.length} entries, prompt has ${batch}`);
       else uncond = neg;
-      const { inputIds } = this.tokenizer.encode(uncond, { padding: 'max_length', maxLength: promptEmbeds.shape[1], truncation: true });
+      const { inputIds } = this.tokenizer.encode(this.#convertPrompts(uncond), { padding: 'max_length', maxLength: promptEmbeds.shape[1], truncation: true });
       // The negative prompt never takes clip_skip (diffusers' encode_prompt).
-      negativePromptEmbeds = (await this.textEncoder.encode(inputIds, { signal: options.signal })).lastHiddenState;
+      negativePromptEmbeds = (await this.textEncoder.encode(inputIds, { loraScale, signal: options.signal })).lastHiddenState;
     }
     return { promptEmbeds, negativePromptEmbeds: cfg ? negativePromptEmbeds : undefined };
   }
@@ -367,6 +482,7 @@ export class PIAPipeline {
       throw invalidArgument('clipSkip', `must be an integer in 0..${this.textEncoder.config.num_hidden_layers - 1}`);
     }
     if (o.generator !== undefined && !(o.generator instanceof Generator)) throw invalidArgument('generator', 'must be a Generator');
+    if (o.loraScale !== undefined && !(typeof o.loraScale === 'number' && Number.isFinite(o.loraScale))) throw invalidArgument('loraScale', 'must be a finite number');
     if (o.latents !== undefined) assertTensor(o.latents, 'latents', 5);
     if (o.ipAdapterImage !== undefined) throw new PiaError('E_UNSUPPORTED', 'ipAdapterImage: no IP-Adapter is loaded', { option: 'ipAdapterImage' });
     if (o.onStepEnd !== undefined && typeof o.onStepEnd !== 'function') throw invalidArgument('onStepEnd', 'must be a function');

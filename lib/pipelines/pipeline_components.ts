@@ -14,7 +14,7 @@ export interface TokenizerLike {
 
 export interface TextEncoderLike {
   readonly config: { num_hidden_layers: number; [key: string]: unknown };
-  encode(inputIds: number[][], options?: { clipSkip?: number; signal?: AbortSignal }): Promise<{ lastHiddenState: Tensor }>;
+  encode(inputIds: number[][], options?: { clipSkip?: number; loraScale?: number; signal?: AbortSignal }): Promise<{ lastHiddenState: Tensor }>;
   dispose(): void;
 }
 

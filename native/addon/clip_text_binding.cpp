@@ -9,6 +9,7 @@
 #include "async.h"
 #include "bindings.h"
 #include "js_errors.h"
+#include "lora_js.h"
 #include "model_handle.h"
 #include "tensor_js.h"
 
@@ -40,7 +41,7 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   });
 }
 
-// forward(handle, ids: Int32Array, batch, seqLen, clipSkip (-1: none), outputHiddenStates)
+// forward(handle, ids: Int32Array, batch, seqLen, clipSkip (-1: none), outputHiddenStates, loraScale?)
 Napi::Value Forward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
@@ -56,9 +57,10 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
     const int64_t seq = info[3].As<Napi::Number>().Int64Value();
     const int clip_skip = info[4].As<Napi::Number>().Int32Value();
     const bool hidden = info[5].As<Napi::Boolean>().Value();
+    const float lora_scale = info.Length() > 6 && info[6].IsNumber() ? info[6].As<Napi::Number>().FloatValue() : 1.f;
     auto out = std::make_shared<CLIPTextOutput>();
     return run_async(
-        env, [=] { *out = model->forward(*ids, batch, seq, hidden, clip_skip); },
+        env, [=] { *out = model->forward(*ids, batch, seq, hidden, clip_skip, lora_scale); },
         [out, hidden](Napi::Env e) -> Napi::Value {
           Napi::Object o = Napi::Object::New(e);
           o.Set("lastHiddenState", tensor_to_js(e, out->last_hidden_state));
@@ -70,6 +72,50 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
           }
           return o;
         });
+  });
+}
+
+Napi::Value LoraTargets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "clipTextModel.loraTargets(handle)");
+    return lora_targets_to_js(env, live_model<CLIPTextModel>(env, info[0], &kClipTag, "clipTextModel.loraTargets")->lora_targets());
+  });
+}
+
+// setLora(handle, contributions): the handle then points at a copy with these LoRA contributions.
+Napi::Value SetLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2) throw type_error(env, "clipTextModel.setLora(handle, contributions)");
+    auto contributions = std::make_shared<std::vector<nn::LoraContribution>>(
+        lora_contributions_from_js(env, info[1], "clipTextModel.setLora"));
+    return swap_model_async<CLIPTextModel>(env, info[0], &kClipTag, "clipTextModel.setLora",
+                                           [contributions](const CLIPTextModel& m) { return m.with_lora(*contributions); });
+  });
+}
+
+// addTokens(handle, rows: Tensor [n, hidden]): textual inversion's new token embedding rows.
+Napi::Value AddTokens(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2) throw type_error(env, "clipTextModel.addTokens(handle, rows)");
+    Tensor rows = tensor_from_js(env, info[1], "clipTextModel.addTokens: rows");
+    return swap_model_async<CLIPTextModel>(env, info[0], &kClipTag, "clipTextModel.addTokens",
+                                           [rows](const CLIPTextModel& m) { return m.with_added_tokens(rows); });
+  });
+}
+
+// tokenEmbeddingRows(handle, ids: Int32Array) -> Tensor [n, hidden]
+Napi::Value TokenEmbeddingRows(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2 || !info[1].IsTypedArray() || info[1].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) {
+      throw type_error(env, "clipTextModel.tokenEmbeddingRows(handle, ids: Int32Array)");
+    }
+    auto model = live_model<CLIPTextModel>(env, info[0], &kClipTag, "clipTextModel.tokenEmbeddingRows");
+    Napi::Int32Array arr = info[1].As<Napi::Int32Array>();
+    return tensor_to_js(env, model->token_embedding_rows(std::vector<int64_t>(arr.Data(), arr.Data() + arr.ElementLength())));
   });
 }
 
@@ -89,6 +135,10 @@ void register_clip_text(Napi::Env env, Napi::Object exports) {
   o.Set("load", Napi::Function::New(env, Load, "load"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("loraTargets", Napi::Function::New(env, LoraTargets, "loraTargets"));
+  o.Set("setLora", Napi::Function::New(env, SetLora, "setLora"));
+  o.Set("addTokens", Napi::Function::New(env, AddTokens, "addTokens"));
+  o.Set("tokenEmbeddingRows", Napi::Function::New(env, TokenEmbeddingRows, "tokenEmbeddingRows"));
   exports.Set("clipTextModel", o);
 }
 

@@ -7,7 +7,9 @@
 #include "../nn/unet_motion_model.h"
 #include "async.h"
 #include "bindings.h"
+#include "ip_adapter_handle.h"
 #include "js_errors.h"
+#include "lora_js.h"
 #include "model_handle.h"
 #include "tensor_js.h"
 
@@ -84,6 +86,10 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
       float timestep = 0;
       FreeUParams freeu;
       CancelFlag cancel;
+      float lora_scale = 1.f;
+      std::shared_ptr<const nn::IPAdapter> ip;  // with its image embeds and scale (ip_adapter.h)
+      Tensor image_embeds;
+      float ip_scale = 1.f;
     };
     auto call = std::make_shared<Call>();
     call->model = live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.forward");
@@ -98,9 +104,68 @@ Napi::Value Forward(const Napi::CallbackInfo& info) {
       throw type_error(env, "unetMotionModel.forward: freeU must be an object or null");
     }
     call->cancel = info.Length() > 5 ? cancel_flag(env, info[5]) : nullptr;
+    if (info.Length() > 6 && info[6].IsNumber()) call->lora_scale = info[6].As<Napi::Number>().FloatValue();
+    // ip: { adapter, imageEmbeds, scale } | null
+    if (info.Length() > 7 && info[7].IsObject()) {
+      Napi::Object ip = info[7].As<Napi::Object>();
+      call->ip = live_ip_adapter(env, ip.Get("adapter"), "unetMotionModel.forward: ip.adapter");
+      call->image_embeds = tensor_from_js(env, ip.Get("imageEmbeds"), "unetMotionModel.forward: ip.imageEmbeds");
+      if (!ip.Get("scale").IsNumber()) throw type_error(env, "unetMotionModel.forward: ip.scale must be a number");
+      call->ip_scale = ip.Get("scale").As<Napi::Number>().FloatValue();
+    }
     return run_async(
-        env, [call] { call->out = call->model->forward(call->sample, call->timestep, call->ehs, call->freeu, call->cancel.get()); },
+        env,
+        [call] {
+          nn::IpCall ip;
+          if (call->ip) {
+            ip = nn::make_ip_call(*call->ip, call->model->ip_attention_sites(), call->image_embeds, call->sample.size(0),
+                                  call->sample.dim() == 5 ? call->sample.size(2) : 1, call->ip_scale);
+          }
+          nn::IpScope scope(call->ip ? &ip : nullptr);
+          call->out = call->model->forward(call->sample, call->timestep, call->ehs, call->freeu, call->cancel.get(),
+                                           call->lora_scale);
+        },
         [call](Napi::Env e) -> Napi::Value { return tensor_to_js(e, call->out); });
+  });
+}
+
+Napi::Value LoraTargets(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "unetMotionModel.loraTargets(handle)");
+    return lora_targets_to_js(env, live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.loraTargets")->lora_targets());
+  });
+}
+
+// setLora(handle, contributions): the handle then points at a copy with these LoRA contributions.
+Napi::Value SetLora(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 2) throw type_error(env, "unetMotionModel.setLora(handle, contributions)");
+    auto contributions = std::make_shared<std::vector<nn::LoraContribution>>(
+        lora_contributions_from_js(env, info[1], "unetMotionModel.setLora"));
+    return swap_model_async<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.setLora",
+                                             [contributions](const UNetMotionModel& m) { return m.with_lora(*contributions); });
+  });
+}
+
+// ipAttentionSites(handle) -> [{name, hidden_size, cross_attention_dim}] of the cross-attention
+// layers an IP-Adapter attaches to (ip_adapter.h), in load order.
+Napi::Value IpAttentionSites(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    if (info.Length() < 1) throw type_error(env, "unetMotionModel.ipAttentionSites(handle)");
+    auto model = live_model<UNetMotionModel>(env, info[0], &kUNetMotionTag, "unetMotionModel.ipAttentionSites");
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t i = 0;
+    for (const nn::IpAttnSite& site : model->ip_attention_sites()) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("name", site.name);
+      o.Set("hidden_size", Napi::Number::New(env, double(site.hidden_size)));
+      o.Set("cross_attention_dim", Napi::Number::New(env, double(site.cross_attention_dim)));
+      out.Set(i++, o);
+    }
+    return out;
   });
 }
 
@@ -121,6 +186,9 @@ void register_unet_motion(Napi::Env env, Napi::Object exports) {
   o.Set("config", Napi::Function::New(env, Config, "config"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("ipAttentionSites", Napi::Function::New(env, IpAttentionSites, "ipAttentionSites"));
+  o.Set("loraTargets", Napi::Function::New(env, LoraTargets, "loraTargets"));
+  o.Set("setLora", Napi::Function::New(env, SetLora, "setLora"));
   o.Set("cancelToken", Napi::Function::New(env, make_cancel_token, "cancelToken"));
   o.Set("cancel", Napi::Function::New(env, cancel_token, "cancel"));
   exports.Set("unetMotionModel", o);

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "../core/errors.h"
+#include "ip_adapter.h"
 
 namespace pia::nn {
 
@@ -50,6 +51,7 @@ void BasicTransformerBlock::load(WeightStore& w, Backend& be, const std::string&
     attn2_is_cross = !cfg.double_self_attention;
     a.cross_attention_dim = attn2_is_cross ? cfg.cross_attention_dim : 0;
     attn2.load(w, be, prefix + ".attn2", a);
+    if (attn2_is_cross) ip_slot = ip_register({prefix + ".attn2", cfg.dim, cfg.cross_attention_dim});
   }
   norm3.load(w, be, prefix + ".norm3", cfg.dim, cfg.norm_eps);
   ff.load(w, be, prefix + ".ff", cfg.dim, cfg.activation_fn);
@@ -66,7 +68,11 @@ Tensor BasicTransformerBlock::operator()(Backend& be, const Tensor& x, const Ten
     if (has_pos_embed) n = pos_embed(be, n);
     // attn2 is self-attention (double_self_attention) or cross-attention on encoder_hidden_states;
     // diffusers passes encoder_hidden_states, which is None inside the motion modules.
-    Tensor a = attn2(be, n, attn2_is_cross ? encoder_hidden_states : Tensor());
+    // With an IP-Adapter call active, the cross-attention is IPAdapterAttnProcessor's; scale 0
+    // skips the image branch (text + 0·ip is the text attention bit for bit).
+    const IpCall* ip = ip_slot >= 0 ? ip_active() : nullptr;
+    Tensor a = ip && ip->scale != 0.f ? ip_adapter_attention(be, attn2, ip_slot, n, encoder_hidden_states, *ip)
+                                      : attn2(be, n, attn2_is_cross ? encoder_hidden_states : Tensor());
     be.add_(a, h);
     h = a;
   }

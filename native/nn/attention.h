@@ -39,6 +39,7 @@ struct BasicTransformerBlock {
   FeedForward ff;
   SinusoidalPositionalEmbedding pos_embed;
   bool has_attn2 = false, attn2_is_cross = false, has_pos_embed = false;
+  int ip_slot = -1;  // ip_adapter.h: the IP-Adapter site of a cross-attention attn2 (-1: none recorded)
 
   void load(WeightStore& w, Backend& be, const std::string& prefix, const BasicTransformerBlockConfig& cfg);
   // x [N, S, dim]; encoder_hidden_states [N, Sk, cross_attention_dim] for the cross-attention attn2.

@@ -1,6 +1,7 @@
 #include "clip_text_model.h"
 
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "../core/errors.h"
@@ -76,29 +77,54 @@ CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, WeightStore& w, std::
   w.set_label("text_encoder");
   // A persistent buffer in older checkpoints; transformers recreates it as arange.
   w.ignore_key("text_model.embeddings.position_ids");
-  token_embedding_ = be.upload(w.get("text_model.embeddings.token_embedding.weight", {config_.vocab_size, d}));
+  LoraTargetRecorder recorder(&lora_targets_);
+  token_embedding_host_ = w.get("text_model.embeddings.token_embedding.weight", {config_.vocab_size, d});
+  token_embedding_ = be.upload(token_embedding_host_);
   position_embedding_ =
       be.upload(w.get("text_model.embeddings.position_embedding.weight", {config_.max_position_embeddings, d}));
-  layers_.resize(size_t(config_.num_hidden_layers));
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    const std::string p = "text_model.encoder.layers." + std::to_string(i);
-    EncoderLayer& l = layers_[i];
-    l.layer_norm1.load(w, be, p + ".layer_norm1", d, eps);
-    l.q_proj.load(w, be, p + ".self_attn.q_proj", d, d);
-    l.k_proj.load(w, be, p + ".self_attn.k_proj", d, d);
-    l.v_proj.load(w, be, p + ".self_attn.v_proj", d, d);
-    l.out_proj.load(w, be, p + ".self_attn.out_proj", d, d);
-    l.layer_norm2.load(w, be, p + ".layer_norm2", d, eps);
-    l.fc1.load(w, be, p + ".mlp.fc1", d, ff);
-    l.fc2.load(w, be, p + ".mlp.fc2", ff, d);
-  }
+  // _create_4d_causal_attention_mask; diffusers passes no padding mask.
+  encoder_.load(w, be, "text_model.encoder", config_.num_hidden_layers, d, ff, config_.num_attention_heads, eps,
+                config_.activation(), /*causal=*/true);
   final_layer_norm_.load(w, be, "text_model.final_layer_norm", d, eps);
   w.check_all_used();
 }
 
+std::shared_ptr<const CLIPTextModel> CLIPTextModel::with_lora(const std::vector<LoraContribution>& contributions) const {
+  auto copy = std::make_shared<CLIPTextModel>(*this);
+  copy->lora_ = contributions.empty() ? nullptr : build_lora_state(*be_, lora_targets_, contributions);
+  return copy;
+}
+
+std::shared_ptr<const CLIPTextModel> CLIPTextModel::with_added_tokens(const Tensor& rows) const {
+  const int64_t d = config_.hidden_size, v = config_.vocab_size;
+  PIA_CHECK(rows.dim() == 2 && rows.size(1) == d && rows.size(0) > 0, "E_INVALID_ARGUMENT",
+            "token embedding rows must be [n, " + std::to_string(d) + "], got " + shape_str(rows.shape()));
+  const int64_t n = rows.size(0);
+  const DType dt = token_embedding_host_.dtype();
+  Tensor table = Tensor::empty({v + n, d}, dt);
+  const size_t row_bytes = size_t(d) * dtype_size(dt);
+  std::memcpy(table.raw(), token_embedding_host_.contiguous().raw(), size_t(v) * row_bytes);
+  Tensor added = rows.to(DType::F32).contiguous().to(dt);
+  std::memcpy(static_cast<char*>(table.raw()) + size_t(v) * row_bytes, added.raw(), size_t(n) * row_bytes);
+  auto copy = std::make_shared<CLIPTextModel>(*this);
+  copy->token_embedding_host_ = table;
+  copy->token_embedding_ = be_->upload(table);
+  copy->config_.vocab_size = v + n;
+  return copy;
+}
+
+Tensor CLIPTextModel::token_embedding_rows(const std::vector<int64_t>& ids) const {
+  for (int64_t id : ids) {
+    PIA_CHECK(id >= 0 && id < config_.vocab_size, "E_INVALID_ARGUMENT",
+              "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+  }
+  return be_->to_host(be_->embedding(token_embedding_, ids));
+}
+
 CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& ids, int64_t batch, int64_t seq_len,
-                                      bool output_hidden_states, int clip_skip) const {
+                                      bool output_hidden_states, int clip_skip, float lora_scale) const {
   Backend& be = *be_;
+  LoraScope lora(lora_.get(), lora_scale);
   const int64_t d = config_.hidden_size;
   if (batch < 1 || seq_len < 1 || int64_t(ids.size()) != batch * seq_len) {
     throw_error("E_INVALID_ARGUMENT", "inputIds: expected a non-empty [batch, seq_len] array of token ids");
@@ -125,23 +151,8 @@ CLIPTextOutput CLIPTextModel::forward(const std::vector<int64_t>& ids, int64_t b
                        be.embedding(position_embedding_, positions));
 
   const bool keep = output_hidden_states || clip_skip >= 0;
-  std::vector<Tensor> hidden;
-  if (keep) hidden.push_back(h);
-  AttentionParams attn;
-  attn.heads = int(config_.num_attention_heads);
-  attn.scale = float(std::pow(double(d / config_.num_attention_heads), -0.5));
-  attn.causal = true;  // _create_4d_causal_attention_mask; diffusers passes no padding mask
-  const Activation act = config_.activation();
-  for (const EncoderLayer& l : layers_) {
-    Tensor x = l.layer_norm1(be, h);
-    Tensor a = be.attention(l.q_proj(be, x), l.k_proj(be, x), l.v_proj(be, x), attn);
-    Tensor r = l.out_proj(be, a);
-    be.add_(r, h);  // residual + attn_out (h itself may be kept in `hidden`, so never written)
-    Tensor m = l.fc2(be, l.fc1(be, l.layer_norm2(be, r), act));
-    be.add_(m, r);
-    h = m;
-    if (keep) hidden.push_back(h);
-  }
+  std::vector<Tensor> hidden;  // the encoder records its input and every layer's output
+  h = encoder_(be, h, keep ? &hidden : nullptr);
   Tensor last = final_layer_norm_(be, h);
 
   // CLIPTextTransformer pooling: configs with the legacy eos_token_id == 2 take the argmax of the

@@ -4,6 +4,7 @@
 #include <string>
 
 #include "../ops/backend.h"
+#include "lora.h"
 #include "weight_store.h"
 
 namespace pia::nn {
@@ -11,14 +12,21 @@ namespace pia::nn {
 struct Linear {
   Tensor weight, bias;  // bias undefined when the layer has none
   int64_t in = 0, out = 0;
+  int lora_slot = -1;  // lora.h: -1 when the network records no LoRA targets
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t in_features, int64_t out_features,
             bool has_bias = true) {
     in = in_features;
     out = out_features;
-    weight = be.upload(w.get(prefix + ".weight", {out, in}));
+    Tensor host = w.get(prefix + ".weight", {out, in});
+    weight = be.upload(host);
     if (has_bias) bias = be.upload(w.get(prefix + ".bias", {out}));
+    lora_slot = lora_register({prefix, LoraTargetKind::Linear, in, out, 1, {}, true, host});
   }
   Tensor operator()(Backend& be, const Tensor& x, Activation act = Activation::None) const {
+    float scale = 1.f;
+    if (const LoraSlotState* l = lora_slot >= 0 ? lora_active(lora_slot, &scale) : nullptr) {
+      return lora_linear(be, x, weight, bias, act, *l, scale);
+    }
     return be.linear(x, weight, bias, act);
   }
 };
@@ -26,13 +34,22 @@ struct Linear {
 struct Conv2d {
   Tensor weight, bias;
   Conv2dParams params;
+  int lora_slot = -1;
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t cin, int64_t cout, int64_t k,
             Conv2dParams p, bool has_bias = true) {
     params = p;
-    weight = be.upload(w.get(prefix + ".weight", {cout, cin, k, k}));
+    Tensor host = w.get(prefix + ".weight", {cout, cin, k, k});
+    weight = be.upload(host);
     if (has_bias) bias = be.upload(w.get(prefix + ".bias", {cout}));
+    lora_slot = lora_register({prefix, LoraTargetKind::Conv2d, cin, cout, k, p, true, host});
   }
-  Tensor operator()(Backend& be, const Tensor& x) const { return be.conv2d(x, weight, bias, params); }
+  Tensor operator()(Backend& be, const Tensor& x) const {
+    float scale = 1.f;
+    if (const LoraSlotState* l = lora_slot >= 0 ? lora_active(lora_slot, &scale) : nullptr) {
+      return lora_conv2d(be, x, weight, bias, params, *l, scale);
+    }
+    return be.conv2d(x, weight, bias, params);
+  }
 };
 
 struct GroupNorm {

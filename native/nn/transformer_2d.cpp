@@ -6,8 +6,10 @@ void load_conv1x1_as_linear(Linear& l, WeightStore& w, Backend& be, const std::s
                             int64_t out) {
   l.in = in;
   l.out = out;
-  l.weight = be.upload(w.get(prefix + ".weight", {out, in, 1, 1}).reshape({out, in}));
+  Tensor host = w.get(prefix + ".weight", {out, in, 1, 1}).reshape({out, in});
+  l.weight = be.upload(host);
   l.bias = be.upload(w.get(prefix + ".bias", {out}));
+  l.lora_slot = lora_register({prefix, LoraTargetKind::Conv1x1AsLinear, in, out, 1, {}, true, host});
 }
 
 void Transformer2DModel::load(WeightStore& w, Backend& be, const std::string& prefix,

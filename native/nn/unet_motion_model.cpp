@@ -295,7 +295,9 @@ UNetMotionModel::UNetMotionModel(std::shared_ptr<Backend> backend, const UNetMot
   Backend& be = *be_;
   const auto& c = config_;
   const int64_t C0 = c.block_out_channels[0];
+  LoraTargetRecorder recorder(&lora_targets_);
   const int64_t time_embed_dim = C0 * 4;
+  IpSiteRecorder ip_recorder(&ip_sites_);
 
   if (c.conv_in_channels) {
     // PIA: weight = cat(unet.conv_in.weight, adapter.conv_in.weight[:, 4:]) along input channels,
@@ -380,11 +382,30 @@ UNetMotionModel::UNetMotionModel(std::shared_ptr<Backend> backend, const UNetMot
 
   unet.check_all_used();
   adapter.check_all_used();
+
+  auto in_cross_attn_block = [&](const std::string& name) {
+    if (name.rfind("mid_block.", 0) == 0) return true;
+    for (size_t i = 0; i < n; ++i) {
+      if (c.down_block_types[i] == "CrossAttnDownBlockMotion" && name.rfind("down_blocks." + std::to_string(i) + ".", 0) == 0) return true;
+      if (c.up_block_types[i] == "CrossAttnUpBlockMotion" && name.rfind("up_blocks." + std::to_string(i) + ".", 0) == 0) return true;
+    }
+    return false;
+  };
+  for (LoraTarget& t : lora_targets_) {
+    t.scaled = in_cross_attn_block(t.name) && t.name.find(".motion_modules.") == std::string::npos;
+  }
+}
+
+std::shared_ptr<const UNetMotionModel> UNetMotionModel::with_lora(const std::vector<LoraContribution>& contributions) const {
+  auto copy = std::make_shared<UNetMotionModel>(*this);
+  copy->lora_ = contributions.empty() ? nullptr : build_lora_state(*be_, lora_targets_, contributions);
+  return copy;
 }
 
 Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const Tensor& ehs_host,
-                                const FreeUParams& freeu, Cancel cancel) const {
+                                const FreeUParams& freeu, Cancel cancel, float lora_scale) const {
   Backend& be = *be_;
+  LoraScope lora(lora_.get(), lora_scale);
   const auto& c = config_;
   PIA_CHECK(sample_host.dim() == 5, "E_INVALID_ARGUMENT",
             "UNetMotionModel.forward: sample must be [B, C, F, H, W], got " + shape_str(sample_host.shape()));

@@ -8,6 +8,8 @@
 
 #include "../core/json.h"
 #include "embeddings.h"
+#include "ip_adapter.h"
+#include "lora.h"
 #include "unet_motion_blocks.h"
 
 namespace pia::nn {
@@ -53,9 +55,20 @@ class UNetMotionModel {
   // -> [B, out_channels, F, H, W]. FreeU (enable_freeu's s1, s2, b1, b2) is a per-call argument so
   // that a loaded model is immutable and one forward never sees another caller's settings. When
   // `cancel` becomes true (from any thread) the call stops at the next layer with E_ABORTED.
+  // `lora_scale`: cross_attention_kwargs['scale'] for the attached LoRA (with_lora).
   Tensor forward(const Tensor& sample, float timestep, const Tensor& encoder_hidden_states,
-                 const FreeUParams& freeu = {}, Cancel cancel = nullptr) const;
+                 const FreeUParams& freeu = {}, Cancel cancel = nullptr, float lora_scale = 1.f) const;
   const UNetMotionModelConfig& config() const { return config_; }
+  // The spatial cross-attention layers an IP-Adapter attaches to, in load order (ip_adapter.h).
+  const std::vector<IpAttnSite>& ip_attention_sites() const { return ip_sites_; }
+
+  // The Linear / Conv2d modules a LoRA may target (lora.h). `scaled` follows diffusers' forward:
+  // only modules of the cross-attention down/mid/up blocks get cross_attention_kwargs['scale'] (their
+  // resnets, samplers and Transformer2DModels); conv_in, time_embedding, conv_out, the plain
+  // Down/UpBlockMotion and every motion module run their LoRA at scale 1.
+  const std::vector<LoraTarget>& lora_targets() const { return lora_targets_; }
+  // A copy sharing every weight, with these LoRA contributions in place of the current ones.
+  std::shared_ptr<const UNetMotionModel> with_lora(const std::vector<LoraContribution>& contributions) const;
 
  private:
   std::shared_ptr<Backend> be_;
@@ -68,6 +81,9 @@ class UNetMotionModel {
   std::vector<UpBlockMotion> up_blocks_;
   GroupNorm conv_norm_out_;
   int num_upsamplers_ = 0;
+  std::vector<IpAttnSite> ip_sites_;
+  std::vector<LoraTarget> lora_targets_;
+  std::shared_ptr<const LoraState> lora_;
 };
 
 }  // namespace pia::nn
