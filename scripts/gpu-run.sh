@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One call on a bare GPU machine (CMake + nvcc, no Node, no ../shared): build libpia_cuda.so and the
+# native harness, run the CUDA parity suite (every op and the SD-1.5 + PIA networks, CUDA vs CPU),
+# then the CUDA benchmark. Logs go to $OUT (the device runner's output folder) or ./gpu-run-logs.
+#   scripts/gpu-run.sh              # tests + benchmark
+#   scripts/gpu-run.sh tests        # tests only
+#   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
+#   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BUILD=${PIA_GPU_BUILD:-build-gpu}
+LOGS=${OUT:-$PWD/gpu-run-logs}
+mkdir -p "$LOGS"
+what=${1:-all}
+
+{ nvidia-smi --query-gpu=name,driver_version,memory.total,compute_cap --format=csv 2>&1 || true; nvcc --version 2>&1 | tail -1; } | tee "$LOGS/device.txt"
+
+gen=()
+command -v ninja >/dev/null 2>&1 && gen=(-G Ninja)
+arch=()
+[ -n "${PIA_CUDA_ARCH:-}" ] && arch=(-DCMAKE_CUDA_ARCHITECTURES="$PIA_CUDA_ARCH")
+start=$(date +%s)
+if ! { cmake -S . -B "$BUILD" "${gen[@]}" -DPIA_CUDA=ON -DPIA_NATIVE_TESTS=ON "${arch[@]}" &&
+       cmake --build "$BUILD" -j "$(nproc)"; } > "$LOGS/build.log" 2>&1; then
+  tail -40 "$LOGS/build.log"
+  echo "gpu-run: build failed (full log: $LOGS/build.log)"
+  exit 2
+fi
+echo "gpu-run: built in $(( $(date +%s) - start )) s"
+
+status=0
+"$BUILD/bin/pia_native_tests" cuda 2>&1 | tee "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+"$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+if [ "$what" != "tests" ]; then
+  "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+fi
+exit $status
