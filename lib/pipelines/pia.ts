@@ -407,6 +407,15 @@ export class PIAPipeline {
     return prompts.map((p) => maybeConvertPrompt(p, (t) => tokenizer.tokenize(t), this.#multiVectorTokens));
   }
 
+  /** diffusers' maybe_convert_prompt: the prompt as encodePrompt tokenizes it (`<tok>` → `<tok> <tok>_1 …`). */
+  maybeConvertPrompt(prompt: string): string;
+  maybeConvertPrompt(prompt: string[]): string[];
+  maybeConvertPrompt(prompt: string | string[]): string | string[] {
+    if (typeof prompt === 'string') return this.#convertPrompts([prompt])[0];
+    if (!Array.isArray(prompt) || prompt.some((p) => typeof p !== 'string')) throw invalidArgument('prompt', 'must be a string or an array of strings');
+    return this.#convertPrompts(prompt);
+  }
+
   /** diffusers' encode_prompt (with num_images_per_prompt = 1). */
   async encodePrompt(prompt: string | string[] | undefined, options: EncodePromptOptions = {}): Promise<{ promptEmbeds: Tensor; negativePromptEmbeds?: Tensor }> {
     const cfg = options.doClassifierFreeGuidance ?? true;
