@@ -113,6 +113,48 @@ describe('LoRA: components against diffusers', () => {
     await pipe.encodePrompt(spec.prompt, { loraScale: 1 });
   });
 
+  test('generate({loraScale}) reaches encode_prompt and every UNet call; without it the UNet gets 1 and the text scale stays', async () => {
+    // PIAPipeline.__call__ (v0.26.3): cross_attention_kwargs['scale'] is encode_prompt's lora_scale, and the
+    // same cross_attention_kwargs go to every self.unet(...) call in _denoise_loop. None → UNet scale 1.0,
+    // text scale untouched (sticky, non-PEFT path).
+    const u = unet();
+    const calls: { scale: number | undefined; ehs: Float32Array }[] = [];
+    const forward = u.forward.bind(u);
+    u.forward = ((sample: Tensor, t: number, ehs: Tensor, opts: { loraScale?: number } = {}, ...rest: unknown[]) => {
+      calls.push({ scale: opts.loraScale, ehs: Float32Array.from(ehs.data) });
+      return (forward as (...a: unknown[]) => Promise<Tensor>)(sample, t, ehs, opts, ...rest);
+    }) as typeof u.forward;
+    const negative = golden.get('encode_prompt_lora_scale0.5_negative_embeds').toFloat32();
+    const positive = golden.get('encode_prompt_lora_scale0.5_prompt_embeds').toFloat32();
+    const cfgBatch = new Float32Array(negative.length + positive.length);
+    cfgBatch.set(negative);
+    cfgBatch.set(positive, negative.length);
+    const run = (loraScale?: number) => pipe.generate({
+      image: fixture('golden', 'pipeline', 'input_64x64.png'), prompt: spec.prompt, negativePrompt: spec.negative_prompt,
+      numFrames: 2, numInferenceSteps: 2, generator: new Generator().manualSeed(0), outputType: 'latent',
+      ...(loraScale === undefined ? {} : { loraScale }),
+    });
+    try {
+      await run(0.5);
+      assert.equal(calls.length, 2);
+      for (const c of calls) {
+        assert.equal(c.scale, 0.5);
+        assertComponent(c.ehs, cfgBatch, 'UNet encoder_hidden_states at lora scale 0.5');
+      }
+      calls.length = 0;
+      await run();
+      assert.equal(calls.length, 2);
+      for (const c of calls) {
+        assert.ok(c.scale === undefined || c.scale === 1, `UNet scale ${c.scale}`);
+        assert.deepEqual(c.ehs, calls[0].ehs);
+        assertComponent(c.ehs, cfgBatch, 'sticky text scale 0.5');
+      }
+    } finally {
+      u.forward = forward;
+      await pipe.encodePrompt(spec.prompt, { loraScale: 1 });
+    }
+  });
+
   for (const key of UNET_KEYS) {
     test(`UNet ${key} at scale 1 and 0.5`, async () => {
       assertComponent(await runUnet(key), golden.get(`unet_motion_${key}_scale1`).toFloat32(), `${key} scale 1`);
