@@ -24,6 +24,9 @@ import { UNetMotionModel } from '../models/unet_motion_model.js';
 import { loadSingleFileComponents, withUnetFileKeys } from '../loaders/single_file.js';
 import { schedulerFromConfig } from '../schedulers/index.js';
 import { LoraAdapters } from '../loaders/lora.js';
+import { IPAdapterMixin, isPixelValues, type ImageEmbeds, type LoadIpAdapterOptions } from '../loaders/ip_adapter_mixin.js';
+import type { CLIPImageProcessor } from '../models/clip_image_processor.js';
+import type { CLIPVisionModelWithProjection } from '../models/clip_vision_model.js';
 import { maybeConvertPrompt, readTextualInversion } from '../loaders/textual_inversion.js';
 import { parseConfigJson } from '../config_json.js';
 
@@ -62,7 +65,8 @@ export interface PIAGenerateOptions {
   outputType?: 'frames' | 'tensor' | 'latent';
   clipSkip?: number;
   loraScale?: number;
-  ipAdapterImage?: ImageInput;
+  /** The image prompt (needs loadIpAdapter); an image, or preprocessed pixel_values [1, 3, 224, 224]. */
+  ipAdapterImage?: ImageInput | Tensor;
   onStepEnd?: (step: number, timestep: number, state: { latents: Tensor }) => void | StepEndResult | Promise<void | StepEndResult>;
   onProgress?: (info: ProgressInfo) => void;
   signal?: AbortSignal;
@@ -131,8 +135,8 @@ export class PIAPipeline {
   unet: UNetLike;
   #scheduler: SchedulerBase;
   readonly maxFrames: number;
-  imageEncoder: null = null;
-  featureExtractor: null = null;
+  // IP-Adapter state (load_ip_adapter sets the image encoder and feature extractor).
+  readonly #ip = new IPAdapterMixin();
   #freeInit: ResolvedFreeInit | undefined;
   #lora: LoraAdapters | undefined;
   // diffusers' non-PEFT text LoRA scale is sticky: encode_prompt(lora_scale=s) sets it on the patched
@@ -293,6 +297,7 @@ export class PIAPipeline {
   disableVaeTiling(): void { this.vae.disableTiling(); }
 
   dispose(): void {
+    this.#ip.dispose();
     this.textEncoder.dispose();
     this.vae.dispose();
     this.unet.dispose();
@@ -300,6 +305,51 @@ export class PIAPipeline {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.dispose();
+  }
+
+  // ---- IP-Adapter (diffusers IPAdapterMixin; lib/loaders/ip_adapter_mixin.ts) ----------------------------
+
+  /** The CLIP image encoder loadIpAdapter loaded (null without an IP-Adapter). */
+  get imageEncoder(): CLIPVisionModelWithProjection | null {
+    return this.#ip.imageEncoder;
+  }
+
+  /** The CLIPImageProcessor (diffusers' defaults) loadIpAdapter created (null without an IP-Adapter). */
+  get featureExtractor(): CLIPImageProcessor | null {
+    return this.#ip.featureExtractor;
+  }
+
+  #ipUnet(): UNetMotionModel {
+    if (!(this.unet instanceof UNetMotionModel)) throw new PiaError('E_UNSUPPORTED', 'IP-Adapter needs the native UNetMotionModel');
+    return this.unet;
+  }
+
+  /**
+   * load_ip_adapter: `<pathOrRepo>/<subfolder>/<weightName>` (.safetensors, or a torch .bin), a local folder or a
+   * repo id in the Hugging Face cache; the image encoder comes from `<pathOrRepo>/<subfolder>/image_encoder` when
+   * the pipeline has none. The adapter's scale starts at 1.0; a second call replaces the adapter.
+   */
+  async loadIpAdapter(pathOrRepo: string, options: LoadIpAdapterOptions): Promise<void> {
+    await this.#ip.load(this.#ipUnet(), pathOrRepo, options);
+  }
+
+  /** set_ip_adapter_scale: how much the image prompt counts (0 gives the no-adapter output exactly). */
+  setIpAdapterScale(scale: number): void {
+    this.#ip.setScale(this.#ipUnet(), scale);
+  }
+
+  /** unload_ip_adapter: removes the adapter, the image encoder and the feature extractor. */
+  unloadIpAdapter(): void {
+    this.#ip.unload(this.unet instanceof UNetMotionModel ? this.unet : undefined);
+  }
+
+  /**
+   * encode_image: `{ imageEmbeds, negativeImageEmbeds }` as the loaded adapter wants them (base: projected
+   * embeds and zeros; plus: penultimate hidden states of the image and of an all-zero pixel input).
+   * `image` may also be a preprocessed pixel_values tensor [B, 3, 224, 224].
+   */
+  async encodeImage(image: ImageInput | Tensor, options: { outputHiddenStates?: boolean; signal?: AbortSignal } = {}): Promise<ImageEmbeds> {
+    return this.#ip.encodeImage(image, options);
   }
 
   // ---- loaders (diffusers LoraLoaderMixin / TextualInversionLoaderMixin) ------------------------------
@@ -360,13 +410,14 @@ export class PIAPipeline {
 
   /**
    * diffusers' load_textual_inversion: an A1111 .pt (`string_to_param`), a .safetensors (`emb_params` or one
-   * token → tensor) or a diffusers learned_embeds file, or the tensor / dict itself; `token` overrides the
+   * token → tensor), a diffusers learned_embeds file or its folder (`weightName`, else learned_embeds.safetensors,
+   * then learned_embeds.bin), or the tensor / dict itself; `token` overrides the
    * file's name. Multi-vector embeddings become `<tok> <tok>_1 …`; the token embedding grows from the current
    * vocabulary size. Refused (E_INVALID_ARGUMENT) when the token is already in the vocabulary.
    */
   async loadTextualInversion(
     pretrainedModelNameOrPath: string | Tensor | Record<string, Tensor> | (string | Tensor | Record<string, Tensor>)[],
-    options: { token?: string | string[] } = {},
+    options: { token?: string | string[]; weightName?: string } = {},
   ): Promise<void> {
     const tokenizer = this.tokenizer;
     const te = this.textEncoder;
@@ -378,7 +429,7 @@ export class PIAPipeline {
     if (tokens.length > 0 && tokens.length !== sources.length) {
       throw invalidArgument('token', `give one token per embedding (${sources.length}), got ${tokens.length}`);
     }
-    const read = sources.map((src, i) => readTextualInversion(src, tokens[i], te.config.hidden_size));
+    const read = sources.map((src, i) => readTextualInversion(src, tokens[i], te.config.hidden_size, options.weightName));
     const seen = new Set<string>();
     for (const { tokens: toks } of read) {
       // _check_text_inv_inputs / _retrieve_tokens_and_embeddings: refuse names the vocabulary already has.
@@ -493,7 +544,13 @@ export class PIAPipeline {
     if (o.generator !== undefined && !(o.generator instanceof Generator)) throw invalidArgument('generator', 'must be a Generator');
     if (o.loraScale !== undefined && !(typeof o.loraScale === 'number' && Number.isFinite(o.loraScale))) throw invalidArgument('loraScale', 'must be a finite number');
     if (o.latents !== undefined) assertTensor(o.latents, 'latents', 5);
-    if (o.ipAdapterImage !== undefined) throw new PiaError('E_UNSUPPORTED', 'ipAdapterImage: no IP-Adapter is loaded', { option: 'ipAdapterImage' });
+    if (o.ipAdapterImage !== undefined && !this.#ip.adapter) {
+      throw invalidArgument('ipAdapterImage', 'no IP-Adapter is loaded (pipe.loadIpAdapter first)');
+    }
+    if (o.ipAdapterImage === undefined && this.#ip.adapter) {
+      // diffusers' UNet refuses to run without image_embeds once an adapter is loaded.
+      throw invalidArgument('ipAdapterImage', 'an IP-Adapter is loaded, so ipAdapterImage is required (or unloadIpAdapter)');
+    }
     if (o.onStepEnd !== undefined && typeof o.onStepEnd !== 'function') throw invalidArgument('onStepEnd', 'must be a function');
   }
 
@@ -517,6 +574,7 @@ export class PIAPipeline {
     // The condition image is read first: a bad image must fail before any network runs.
     // VaeImageProcessor.preprocess: the image keeps its own size, rounded down to a multiple of vsf.
     const image = preprocessImage(await loadImage(o.image, { signal }), { vaeScaleFactor: vsf });
+    const ipImage = o.ipAdapterImage === undefined || isPixelValues(o.ipAdapterImage) ? o.ipAdapterImage : await loadImage(o.ipAdapterImage, { signal });
     throwIfAborted(signal);
 
     // 2. Batch size.
@@ -537,6 +595,8 @@ export class PIAPipeline {
       signal,
     });
     const promptEmbeds = cfg ? catBatch([enc.negativePromptEmbeds!, enc.promptEmbeds]) : enc.promptEmbeds;
+    // prepare_ip_adapter_image_embeds (v0.27, the fixed PIA path): no randomness, so the draws below are unchanged.
+    const imageEmbeds = ipImage === undefined ? undefined : await this.#ip.prepareImageEmbeds(ipImage, cfg, batch, signal);
 
     // 4. Timesteps, cut by strength (get_timesteps).
     scheduler.setTimesteps(numInferenceSteps);
@@ -586,7 +646,7 @@ export class PIAPipeline {
         let modelInput = cfg ? catBatch([lat, lat]) : lat;
         modelInput = scheduler.scaleModelInput(modelInput, t);
         modelInput = catChannels([modelInput, maskIn, maskedIn]);
-        let noisePred = await this.unet.forward(modelInput, t, promptEmbeds, { signal, loraScale: o.loraScale });
+        let noisePred = await this.unet.forward(modelInput, t, promptEmbeds, { signal, loraScale: o.loraScale, imageEmbeds });
         if (cfg) {
           const [uncond, text] = chunk2(noisePred);
           const g = Math.fround(guidanceScale);

@@ -1,0 +1,326 @@
+// IP-Adapter against ../shared/fixtures/ip-adapter/golden (diffusers v0.26.3 + the upstream fix = v0.27.2 bit
+// for bit): the CLIP image encoder, encode_image and the projected tokens (base and plus), the UNet with the
+// adapter at scale 1 and 0.5, full pipeline runs; plus the loader behaviours (.bin ≡ .safetensors, scale 0 ≡
+// no adapter, unload, LoRA together with the adapter, refusals). The processor has its own test
+// (test/unit/clip_image_processor.test.ts).
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { parseConfigJson } from '../../lib/config_json.js';
+import { readSafetensors, saveSafetensors } from '../../lib/io/safetensors.js';
+import { CLIPImageProcessor } from '../../lib/models/clip_image_processor.js';
+import { CLIPVisionModelWithProjection } from '../../lib/models/clip_vision_model.js';
+import { MotionAdapter } from '../../lib/models/motion_adapter.js';
+import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
+import { PIAPipeline } from '../../lib/pipelines/pia.js';
+import { Generator } from '../../lib/random/generator.js';
+import { schedulerFromConfig } from '../../lib/schedulers/index.js';
+import type { Tensor } from '../../lib/tensor.js';
+import { assertClose, maxDiff } from '../helpers/compare.js';
+import { fixture } from '../helpers/fixtures.js';
+
+// Component tolerance: max|ours - ref| ≤ 1e-4 · max|ref|. float32 op-order noise is ~1e-6 relative on these
+// networks; the adapter moves UNet outputs by 0.1–0.3 (out std 0.33), a wrong token or scale by far more.
+const COMPONENT_RTOL = 1e-4;
+// Pipeline tolerances of the fixtures README (a random UNet is no denoiser: latents grow to std ~7).
+const LATENT_ATOL = 1e-3, LATENT_RTOL = 1e-4, FRAME_ATOL = 1e-3;
+
+const IP = fixture('ip-adapter');
+const GOLDEN = join(IP, 'golden');
+const IMAGES = ['ip_image_224x224', 'ip_image_96x64', 'ip_image_300x260'];
+const ADAPTERS = { base: 'ip-adapter_sd15.safetensors', plus: 'ip-adapter-plus_sd15.safetensors' } as const;
+
+type File = ReturnType<typeof readSafetensors>;
+
+function toTensor(file: File, name: string): Tensor {
+  const t = file.get(name);
+  return { data: Float32Array.from(t.toFloat32()), shape: [...t.shape] };
+}
+
+function assertComponent(ours: Tensor, file: File, name: string, what = name): void {
+  const ref = file.get(name).toFloat32();
+  assert.equal(ours.data.length, ref.length, `${what}: ${ours.data.length} values, golden ${ref.length}`);
+  const { diff, ref: m } = maxDiff(ours.data, ref);
+  assert.ok(diff <= COMPONENT_RTOL * m, `${what}: max diff ${diff} > ${COMPONENT_RTOL} × max|ref| ${m}`);
+}
+
+interface UnetRun { key: string; frames: number; timestep: number; ip_scale: number }
+
+const unetIn = readSafetensors(fixture('golden', 'components', 'mini-sd_unet_motion.safetensors'));
+const unetRuns = (kind: string) =>
+  (JSON.parse(readFileSync(join(GOLDEN, `${kind}_unet_motion.json`), 'utf8')) as { runs: UnetRun[] }).runs;
+const noIpKey = (r: UnetRun) => `f${r.frames}_t${r.timestep}_out`;
+
+async function runUnet(unet: UNetMotionModel, r: { frames: number; timestep: number }, imageEmbeds?: Tensor, loraScale?: number): Promise<Float32Array> {
+  const f = `f${r.frames}`;
+  const out = await unet.forward(toTensor(unetIn, `${f}_sample`), r.timestep, toTensor(unetIn, `${f}_encoder_hidden_states`),
+    { ...(imageEmbeds ? { imageEmbeds } : {}), ...(loraScale === undefined ? {} : { loraScale }) });
+  return out.data;
+}
+
+async function miniSd(): Promise<PIAPipeline> {
+  const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+  return PIAPipeline.fromPretrained(fixture('models', 'mini-sd'), { motionAdapter });
+}
+
+describe('IP-Adapter: CLIPVisionModelWithProjection against transformers', () => {
+  const golden = readSafetensors(join(GOLDEN, 'image_encoder.safetensors'));
+  const pixels = readSafetensors(join(GOLDEN, 'processor.safetensors'));
+  let encoder: CLIPVisionModelWithProjection;
+  before(async () => {
+    encoder = await CLIPVisionModelWithProjection.fromPretrained(join(IP, 'models', 'image_encoder'));
+  });
+  after(() => encoder?.dispose());
+
+  for (const name of [...IMAGES, 'zeros']) {
+    test(`${name}: every hidden state, last_hidden_state, image_embeds`, async () => {
+      // The golden processor output as input, so that this checks the network alone.
+      const px = name === 'zeros' ? { data: new Float32Array(3 * 224 * 224), shape: [1, 3, 224, 224] } : toTensor(pixels, `${name}_pixel_values`);
+      const out = await encoder.forward(px, { outputHiddenStates: true });
+      assert.equal(out.hiddenStates!.length, 4);
+      out.hiddenStates!.forEach((h, j) => assertComponent(h, golden, `${name}_hidden_states_${j}`));
+      if (name !== 'zeros') assertComponent(out.lastHiddenState, golden, `${name}_last_hidden_state`);
+      assertComponent(out.imageEmbeds, golden, `${name}_image_embeds`);
+      // Without outputHiddenStates the same embeds, and no hidden states.
+      const plain = await encoder.forward(px);
+      assert.equal(plain.hiddenStates, undefined);
+      assert.deepEqual(plain.imageEmbeds.data, out.imageEmbeds.data);
+    });
+  }
+
+  test('pixelValues of another size are refused before the network runs', async () => {
+    await assert.rejects(encoder.forward({ data: new Float32Array(3 * 64 * 64), shape: [1, 3, 64, 64] }), { code: 'E_INVALID_ARGUMENT' });
+  });
+});
+
+for (const kind of ['base', 'plus'] as const) {
+  describe(`IP-Adapter ${kind}: encode_image, projection and UNet against diffusers`, () => {
+    const enc = readSafetensors(join(GOLDEN, `${kind}_encode_image.safetensors`));
+    const unetGolden = readSafetensors(join(GOLDEN, `${kind}_unet_motion.safetensors`));
+    const runs = unetRuns(kind);
+    let pipe: PIAPipeline;
+    const unet = () => pipe.unet as UNetMotionModel;
+    const noIp = new Map<string, Float32Array>();
+
+    before(async () => {
+      pipe = await miniSd();
+      for (const r of runs) if (!noIp.has(noIpKey(r))) noIp.set(noIpKey(r), await runUnet(unet(), r));
+      assert.equal(pipe.imageEncoder, null);
+      assert.equal(pipe.featureExtractor, null);
+      await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS[kind] });
+    });
+    after(() => pipe?.dispose());
+
+    test('loadIpAdapter brings the image encoder (from <path>/<subfolder>/image_encoder) and a default CLIPImageProcessor', () => {
+      assert.ok(pipe.imageEncoder instanceof CLIPVisionModelWithProjection);
+      assert.equal(pipe.imageEncoder.config.hidden_act, 'quick_gelu');
+      assert.ok(pipe.featureExtractor instanceof CLIPImageProcessor);
+      assert.equal(unet().ipAdapter?.kind, kind);
+      assert.equal(unet().ipAdapterScale, 1);
+      // The 16 spatial cross-attention layers of SD-1.5's layout (mini-sd has the same block structure).
+      assert.equal(unet().ipAttentionSites().length, 16);
+      assert.ok(unet().ipAttentionSites().every((s) => s.name.endsWith('.attn2') && !s.name.includes('motion_modules')));
+    });
+
+    for (const name of IMAGES) {
+      test(`${name}: encodeImage, CFG embeds and the projected image tokens`, async () => {
+        const { imageEmbeds, negativeImageEmbeds } = await pipe.encodeImage(fixture('ip-adapter', 'golden', `${name}.png`));
+        assertComponent(imageEmbeds, enc, `${name}_image_embeds`);
+        assert.deepEqual(imageEmbeds.shape, enc.info(`${name}_image_embeds`).shape);
+        if (kind === 'base') {
+          // zeros_like(image_embeds): exact.
+          assert.ok(negativeImageEmbeds.data.every((v) => v === 0));
+          assert.deepEqual(negativeImageEmbeds.shape, imageEmbeds.shape);
+        } else {
+          assertComponent(negativeImageEmbeds, enc, `${name}_negative_image_embeds`);
+        }
+        // The golden CFG embeds as projection input, so that the projection is checked alone.
+        const tokens = await unet().ipAdapter!.project(toTensor(enc, `${name}_cfg_image_embeds`));
+        const t = kind === 'base' ? 4 : 16;
+        assert.deepEqual(tokens.shape, [2, t, 64]);
+        assertComponent(tokens, enc, `${name}_ip_tokens`);
+      });
+    }
+
+    for (const r of runs) {
+      test(`UNet ${r.key}`, async () => {
+        pipe.setIpAdapterScale(r.ip_scale);
+        assertComponent({ data: await runUnet(unet(), r, toTensor(unetGolden, 'image_embeds')), shape: [] }, unetGolden, r.key);
+      });
+    }
+
+    test('scale 0 reproduces the no-adapter output bitwise', async () => {
+      pipe.setIpAdapterScale(0);
+      for (const r of runs.filter((x) => x.ip_scale === 1)) {
+        assert.deepEqual(await runUnet(unet(), r, toTensor(unetGolden, 'image_embeds')), noIp.get(noIpKey(r)), r.key);
+      }
+      pipe.setIpAdapterScale(1);
+    });
+
+    test('imageEmbeds are required while an adapter is loaded, and must fit it', async () => {
+      const r = runs[0];
+      await assert.rejects(runUnet(unet(), r), { code: 'E_INVALID_ARGUMENT' });
+      const wrong = kind === 'base' ? { data: new Float32Array(2 * 33), shape: [2, 33] } : { data: new Float32Array(2 * 32), shape: [2, 32] };
+      await assert.rejects(runUnet(unet(), r, wrong), { code: 'E_INVALID_ARGUMENT' });
+      await assert.rejects(runUnet(unet(), r, { data: new Float32Array(32), shape: [1, 32] }), { code: 'E_INVALID_ARGUMENT' });
+      assert.throws(() => pipe.setIpAdapterScale(Number.NaN), { code: 'E_INVALID_ARGUMENT' });
+    });
+
+    if (kind === 'base') {
+      test('the .bin adapter gives bitwise the same embeds, tokens and UNet outputs as the .safetensors one', async () => {
+        const embeds = toTensor(unetGolden, 'image_embeds');
+        const r = runs.find((x) => x.ip_scale === 1)!;
+        const fromSafetensors = { unet: await runUnet(unet(), r, embeds), tokens: (await unet().ipAdapter!.project(embeds)).data };
+        const encoder = pipe.imageEncoder;
+        await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: 'ip-adapter_sd15.bin' });
+        assert.equal(pipe.imageEncoder, encoder, 'a second load keeps the image encoder');
+        assert.deepEqual((await unet().ipAdapter!.project(embeds)).data, fromSafetensors.tokens);
+        assert.deepEqual(await runUnet(unet(), r, embeds), fromSafetensors.unet);
+      });
+    }
+
+    test('unloadIpAdapter drops the adapter, encoder and feature extractor; the UNet is as before', async () => {
+      pipe.unloadIpAdapter();
+      assert.equal(pipe.imageEncoder, null);
+      assert.equal(pipe.featureExtractor, null);
+      assert.equal(unet().ipAdapter, undefined);
+      const r = runs[0];
+      assert.deepEqual(await runUnet(unet(), r), noIp.get(noIpKey(r)));
+      await assert.rejects(runUnet(unet(), r, toTensor(unetGolden, 'image_embeds')), { code: 'E_INVALID_ARGUMENT' });
+      await assert.rejects(pipe.encodeImage(fixture('ip-adapter', 'golden', 'ip_image_224x224.png')), { code: 'E_INVALID_ARGUMENT' });
+      assert.throws(() => pipe.setIpAdapterScale(1), { code: 'E_INVALID_ARGUMENT' });
+    });
+  });
+}
+
+interface PipelineGolden {
+  call: {
+    prompt: string; negative_prompt: string; strength: number; num_frames: number; height: number; width: number;
+    num_inference_steps: number; guidance_scale: number; eta: number; motion_scale: number; ip_adapter_scale: number;
+  };
+  scheduler: { cls: string; config: Record<string, unknown> };
+}
+
+describe('IP-Adapter: full PIAPipeline runs against diffusers (DDIM, 4 steps)', () => {
+  for (const kind of ['base', 'plus'] as const) {
+    test(`${kind}: image embeds and outputs of every UNet call, per-step latents, frames`, { timeout: 600_000 }, async () => {
+      const run = parseConfigJson(readFileSync(join(GOLDEN, `${kind}_pipeline.json`), 'utf8')) as PipelineGolden;
+      const golden = readSafetensors(join(GOLDEN, `${kind}_pipeline.safetensors`));
+      const pipe = await miniSd();
+      try {
+        pipe.scheduler = schedulerFromConfig(run.scheduler.config, run.scheduler.cls);
+        await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS[kind] });
+        pipe.setIpAdapterScale(run.call.ip_adapter_scale);
+        const unet = pipe.unet as UNetMotionModel;
+        const calls: { embeds: Tensor; out: Tensor }[] = [];
+        const forward = unet.forward.bind(unet);
+        unet.forward = async (sample, t, ehs, options = {}) => {
+          const out = await forward(sample, t, ehs, options);
+          calls.push({ embeds: options.imageEmbeds!, out });
+          return out;
+        };
+        const steps: Float32Array[] = [];
+        const c = run.call;
+        const out = await pipe.generate({
+          image: fixture('golden', 'pipeline', 'input_64x64.png'),
+          ipAdapterImage: join(GOLDEN, 'ip_image_224x224.png'),
+          prompt: c.prompt, negativePrompt: c.negative_prompt, strength: c.strength, numFrames: c.num_frames,
+          height: c.height, width: c.width, numInferenceSteps: c.num_inference_steps, guidanceScale: c.guidance_scale,
+          eta: c.eta, motionScale: c.motion_scale, generator: new Generator().manualSeed(42), outputType: 'tensor',
+          onStepEnd: (_i, _t, { latents }) => {
+            steps.push(Float32Array.from(latents.data));
+          },
+        });
+        assert.equal(calls.length, 4);
+        calls.forEach(({ embeds, out: o }, i) => {
+          assertComponent(embeds, golden, 'image_embeds_unet', `call ${i} image_embeds`);
+          assertComponent(o, golden, `unet_call0${i}_output`);
+        });
+        steps.forEach((s, i) => assertClose(s, golden.get(`step0${i}_latents`).toFloat32(), LATENT_ATOL, LATENT_RTOL, `step0${i}_latents`));
+        assertClose(steps[3], golden.get('final_latents').toFloat32(), LATENT_ATOL, LATENT_RTOL, 'final_latents');
+        const frames = out.frames as Tensor;
+        assert.deepEqual(frames.shape, golden.info('frames').shape);
+        assertClose(frames.data, golden.get('frames').toFloat32(), FRAME_ATOL, 0, 'frames');
+      } finally {
+        pipe.dispose();
+        golden.close();
+      }
+    });
+  }
+});
+
+describe('IP-Adapter with LoRA, and refusals', () => {
+  const unetGolden = readSafetensors(join(GOLDEN, 'base_unet_motion.safetensors'));
+  const loraGolden = readSafetensors(fixture('loaders', 'golden', 'lora_components.safetensors'));
+  const r = { frames: 4, timestep: 500 };
+  let pipe: PIAPipeline;
+  let tmp: string;
+  before(async () => {
+    tmp = mkdtempSync(join(tmpdir(), 'pia-ip-'));
+    pipe = await miniSd();
+  });
+  after(() => {
+    pipe?.dispose();
+    rmSync(tmp, { recursive: true, force: true });
+  });
+
+  test('LoRA and IP-Adapter loaded together: each at scale 0 leaves exactly the other', async () => {
+    const unet = pipe.unet as UNetMotionModel;
+    const embeds = toTensor(unetGolden, 'image_embeds');
+    await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.base });
+    const ipOnly = await runUnet(unet, r, embeds);
+    assertComponent({ data: ipOnly, shape: [] }, unetGolden, 'f4_t500_scale1.0_out');
+    await pipe.loadLoraWeights(fixture('loaders'), { weightName: 'mini-sd-lora.kohya.safetensors' });
+    const both = await runUnet(unet, r, embeds);
+    // Both change the output (each by 0.1–2): together they differ from the adapter alone.
+    assert.ok(maxDiff(both, ipOnly).diff > 0.05);
+    assert.deepEqual(await runUnet(unet, r, embeds, 0), ipOnly, 'LoRA scale 0 = IP-Adapter alone');
+    pipe.setIpAdapterScale(0);
+    assertComponent({ data: await runUnet(unet, r, embeds), shape: [] }, loraGolden, 'unet_motion_f4_t500_out_scale1', 'IP scale 0 = LoRA alone');
+    pipe.setIpAdapterScale(1);
+    // And a whole (short) pipeline run with both.
+    const out = await pipe.generate({
+      image: fixture('golden', 'pipeline', 'input_64x64.png'), ipAdapterImage: join(GOLDEN, 'ip_image_96x64.png'),
+      prompt: 'a red ball', numFrames: 4, height: 64, width: 64, numInferenceSteps: 2, generator: new Generator().manualSeed(1),
+      outputType: 'latent',
+    });
+    assert.ok((out.frames as Tensor).data.every(Number.isFinite));
+    await pipe.unloadLoraWeights();
+    assert.deepEqual(await runUnet(unet, r, embeds), ipOnly, 'LoRA unloaded');
+  });
+
+  test('generate without the image while an adapter is loaded, or with it while none is, is refused up front', async () => {
+    const call = { image: fixture('golden', 'pipeline', 'input_64x64.png'), prompt: 'x', numFrames: 2, height: 64, width: 64, numInferenceSteps: 1 };
+    await assert.rejects(pipe.generate(call), { code: 'E_INVALID_ARGUMENT' });
+    pipe.unloadIpAdapter();
+    await assert.rejects(pipe.generate({ ...call, ipAdapterImage: join(GOLDEN, 'ip_image_224x224.png') }), { code: 'E_INVALID_ARGUMENT' });
+  });
+
+  test('missing files, a missing weightName, Full Face and foreign files are refused with typed errors', async () => {
+    await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: 'nope.safetensors' }), { code: 'E_MODEL_NOT_FOUND' });
+    await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models' } as never), { code: 'E_INVALID_ARGUMENT' });
+    // An adapter without image_encoder/ beside it, on a pipeline that has none.
+    const src = readSafetensors(join(IP, 'models', ADAPTERS.base));
+    const all: Record<string, { dtype: 'F16'; data: Uint16Array; shape: number[] }> = {};
+    for (const n of src.names()) all[n] = { dtype: 'F16', data: src.get(n).data as Uint16Array, shape: src.get(n).shape };
+    src.close();
+    saveSafetensors(join(tmp, 'lonely.safetensors'), all);
+    await assert.rejects(pipe.loadIpAdapter(tmp, { weightName: 'lonely.safetensors' }), { code: 'E_MODEL_NOT_FOUND' });
+    const { ['image_proj.proj.weight']: _w, ...noProj } = all;
+    saveSafetensors(join(tmp, 'fullface.safetensors'), { ...noProj, 'image_proj.proj.3.weight': all['image_proj.norm.weight'] });
+    await assert.rejects(pipe.loadIpAdapter(tmp, { weightName: 'fullface.safetensors' }), { code: 'E_UNSUPPORTED' });
+    assert.equal(pipe.imageEncoder, null, 'a failed load leaves no encoder behind');
+    // With an encoder in place (a first adapter loaded), a to_k_ip of the wrong shape is refused naming the key,
+    // and the adapter already loaded stays.
+    await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.base });
+    const loaded = (pipe.unet as UNetMotionModel).ipAdapter;
+    saveSafetensors(join(tmp, 'bad.safetensors'), { ...all, 'ip_adapter.1.to_k_ip.weight': all['ip_adapter.5.to_k_ip.weight'] });
+    await assert.rejects(pipe.loadIpAdapter(tmp, { weightName: 'bad.safetensors' }),
+      (e: { code: string; message: string }) => e.code === 'E_WEIGHTS_MISMATCH' && e.message.includes('ip_adapter.1.to_k_ip.weight'));
+    assert.equal((pipe.unet as UNetMotionModel).ipAdapter, loaded);
+    pipe.unloadIpAdapter();
+  });
+});
