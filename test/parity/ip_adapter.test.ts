@@ -138,6 +138,12 @@ for (const kind of ['base', 'plus'] as const) {
           assertComponent(negativeImageEmbeds, enc, `${name}_negative_image_embeds`);
         }
         // The golden CFG embeds as projection input, so that the projection is checked alone.
+        if (name === 'ip_image_224x224') {
+          // A pixel_values tensor is encoded as given (encode_image skips the feature extractor for tensors).
+          const pixels = readSafetensors(join(GOLDEN, 'processor.safetensors'));
+          assertComponent((await pipe.encodeImage(toTensor(pixels, `${name}_pixel_values`))).imageEmbeds, enc, `${name}_image_embeds`, 'from pixel_values');
+          pixels.close();
+        }
         const tokens = await unet().ipAdapter!.project(toTensor(enc, `${name}_cfg_image_embeds`));
         const t = kind === 'base' ? 4 : 16;
         assert.deepEqual(tokens.shape, [2, t, 64]);
@@ -290,6 +296,27 @@ describe('IP-Adapter with LoRA, and refusals', () => {
     assert.ok((out.frames as Tensor).data.every(Number.isFinite));
     await pipe.unloadLoraWeights();
     assert.deepEqual(await runUnet(unet, r, embeds), ipOnly, 'LoRA unloaded');
+  });
+
+  test('guidance ≤ 1 passes the image embeds alone; several prompts share the image', async () => {
+    const unet = pipe.unet as UNetMotionModel;
+    const seen: number[][] = [];
+    const forward = unet.forward.bind(unet);
+    unet.forward = async (sample, t, ehs, options = {}) => {
+      seen.push([sample.shape[0], options.imageEmbeds!.shape[0]]);
+      return forward(sample, t, ehs, options);
+    };
+    try {
+      const call = { image: fixture('golden', 'pipeline', 'input_64x64.png'), ipAdapterImage: join(GOLDEN, 'ip_image_224x224.png'),
+        numFrames: 2, height: 64, width: 64, numInferenceSteps: 1, outputType: 'latent' as const };
+      const one = await pipe.generate({ ...call, prompt: 'x', guidanceScale: 1 });
+      const two = await pipe.generate({ ...call, prompt: ['x', 'y'] });
+      assert.deepEqual(seen, [[1, 1], [4, 4]]);
+      assert.equal((one.frames as Tensor).shape[0], 1);
+      assert.equal((two.frames as Tensor).shape[0], 2);
+    } finally {
+      unet.forward = forward;
+    }
   });
 
   test('generate without the image while an adapter is loaded, or with it while none is, is refused up front', async () => {
