@@ -8,6 +8,8 @@ import { Generator } from '../random/generator.js';
 import { schedulerClasses, type SchedulerClassName } from '../schedulers/index.js';
 import { loadCliPipeline } from './load_pipeline.js';
 import { progressReporter } from './progress.js';
+import { UsageError } from './usage_error.js';
+import { parseEmbeddingArg, parseLoraArg } from './weight_args.js';
 
 export const SCHEDULER_NAMES: Record<string, SchedulerClassName> = {
   ddim: 'DDIMScheduler',
@@ -29,6 +31,12 @@ export interface AnimateArgs {
   model?: string;
   adapter?: string;
   vae?: string;
+  /** Component configs and tokenizer for a single-file model (folder or repo id). */
+  config?: string;
+  /** `path[:scale]`, one adapter each. */
+  lora?: string[];
+  /** `path[:token]`, one textual inversion each. */
+  embedding?: string[];
   revision?: string;
   variant?: string;
   scheduler?: string;
@@ -48,7 +56,7 @@ export interface AnimateArgs {
   quiet: boolean;
 }
 
-export class UsageError extends Error {}
+export { UsageError } from './usage_error.js';
 
 function int(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
@@ -105,8 +113,11 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
   }
   const t0 = Date.now();
   if (a.model === undefined && a.vae !== undefined) throw new UsageError('--vae applies to --model, which was not given');
+  if (a.model === undefined && a.config !== undefined) throw new UsageError('--config applies to a single-file --model, which was not given');
+  const loras = (a.lora ?? []).map(parseLoraArg);
+  const embeddings = (a.embedding ?? []).map(parseEmbeddingArg);
   const { pipe, demo, description } = await loadCliPipeline({
-    model: a.model, adapter: a.adapter, vae: a.vae, revision: a.revision, variant: a.variant, signal,
+    model: a.model, adapter: a.adapter, vae: a.vae, config: a.config, revision: a.revision, variant: a.variant, loras, embeddings, signal,
   });
   if (demo && !a.quiet && !a.json) {
     process.stderr.write(

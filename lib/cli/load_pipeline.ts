@@ -7,6 +7,7 @@ import { MotionAdapter } from '../models/motion_adapter.js';
 import { packageRoot } from '../native/package_root.js';
 import { PIAPipeline } from '../pipelines/pia.js';
 import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
+import type { EmbeddingArg, LoraArg } from './weight_args.js';
 
 export const DEMO_MODEL_DIR = join(packageRoot, 'assets', 'demo-model');
 export const DEMO_ADAPTER_DIR = join(packageRoot, 'assets', 'demo-motion-adapter');
@@ -27,6 +28,11 @@ export async function loadCliPipeline(o: {
   model?: string;
   adapter?: string;
   vae?: string;
+  /** A diffusers folder or repo id with the configs and tokenizer of a single-file `model`. */
+  config?: string;
+  /** Each becomes an adapter (default_0, default_1, …); the scales are the set_adapters weights. */
+  loras?: readonly LoraArg[];
+  embeddings?: readonly EmbeddingArg[];
   /** Of the model (the adapter loads its `main`). */
   revision?: string;
   /** Of the model's components, where they have such files (diffusers' per-component rule). */
@@ -46,8 +52,11 @@ export async function loadCliPipeline(o: {
         option: o.revision !== undefined ? 'revision' : 'variant',
       });
     }
-    pipe = await PIAPipeline.fromSingleFile(modelDir, { motionAdapter, vae: o.vae, signal: o.signal });
+    pipe = await PIAPipeline.fromSingleFile(modelDir, { motionAdapter, vae: o.vae, config: o.config, signal: o.signal });
   } else {
+    if (o.config !== undefined) {
+      throw new PiaError('E_INVALID_ARGUMENT', '--config applies to a single-file --model (a folder or repo id carries its own configs)', { option: 'config' });
+    }
     // The demo model has no tokenizer folder: it uses the CLIP tokenizer shipped with the package.
     const tokenizer = demo ? await CLIPTokenizer.bundled() : undefined;
     pipe = await PIAPipeline.fromPretrained(modelDir, { motionAdapter, tokenizer, revision: o.revision, variant: o.variant, signal: o.signal });
@@ -62,8 +71,24 @@ export async function loadCliPipeline(o: {
       }
     }
   }
+  try {
+    const loras = o.loras ?? [];
+    if (loras.length > 0) {
+      const names: string[] = [];
+      for (const l of loras) names.push(await pipe.loadLoraWeights(l.path));
+      await pipe.setAdapters(names, loras.map((l) => l.scale));
+    }
+    for (const e of o.embeddings ?? []) await pipe.loadTextualInversion(e.path, e.token === undefined ? {} : { token: e.token });
+  } catch (e) {
+    pipe.dispose();
+    throw e;
+  }
   const rev = o.revision === undefined ? '' : `@${o.revision}`;
   const variant = o.variant === undefined ? '' : ` (${o.variant})`;
   const vae = o.vae === undefined ? '' : ` (vae ${o.vae})`;
-  return { pipe, demo, description: demo ? 'bundled demo model (random weights)' : `${modelDir}${rev}${variant}${vae} + ${adapterDir}` };
+  const extras = [
+    ...(o.loras ?? []).map((l) => ` + LoRA ${l.path}${l.scale === 1 ? '' : ` ×${l.scale}`}`),
+    ...(o.embeddings ?? []).map((e) => ` + embedding ${e.path}${e.token === undefined ? '' : ` as ${e.token}`}`),
+  ].join('');
+  return { pipe, demo, description: `${demo ? 'bundled demo model (random weights)' : `${modelDir}${rev}${variant}${vae} + ${adapterDir}`}${extras}` };
 }

@@ -22,6 +22,12 @@ animate options:
   --adapter DIR|ORG/NAME|FILE  PIA motion adapter (default with --model: openmmlab/PIA-condition-adapter);
                              a file: PIA's original motion checkpoint (pia.ckpt layout)
   --vae DIR|FILE             a VAE replacing the model's (diffusers folder, or an LDM VAE file such as vae-ft-mse)
+  --config DIR|ORG/NAME      configs and tokenizer for a single-file --model (a diffusers pipeline folder or
+                             repo id); without it, SD-1.5's stock configs and the bundled CLIP tokenizer
+  --lora FILE[:SCALE]        a LoRA (kohya/A1111 or diffusers .safetensors), weight SCALE (default 1);
+                             repeat for several, e.g. --lora style.safetensors:0.8 --lora detail.safetensors:0.5
+  --embedding FILE[:TOKEN]   a textual inversion (A1111 .pt/.safetensors, diffusers learned_embeds), used in the
+                             prompt as TOKEN (default: the file's own name); repeatable
   --revision REV             branch, tag or commit of the --model repo (default main)
   --variant NAME             weight variant of the model, e.g. fp16 (*.fp16.safetensors)
   --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
@@ -68,6 +74,9 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
         model: { type: 'string' },
         adapter: { type: 'string' },
         vae: { type: 'string' },
+        config: { type: 'string' },
+        lora: { type: 'string', multiple: true },
+        embedding: { type: 'string', multiple: true },
         revision: { type: 'string' },
         variant: { type: 'string' },
         scheduler: { type: 'string' },
@@ -116,6 +125,9 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
           model: v.model,
           adapter: v.adapter,
           vae: v.vae,
+          config: v.config,
+          lora: v.lora,
+          embedding: v.embedding,
           revision: v.revision,
           variant: v.variant,
           scheduler: v.scheduler,

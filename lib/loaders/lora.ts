@@ -160,11 +160,11 @@ function matchPairs(path: string, pairs: Map<string, RawPair>, targets: NativeLo
 /** Resolves diffusers' (folder, weight_name) or a file path to the .safetensors file. */
 export function resolveLoraFile(path: string, weightName?: string): string {
   if (typeof path !== 'string' || path.length === 0) throw invalidArgument('path', 'must be a non-empty string');
-  if (!existsSync(path)) throw new PiaError('E_INVALID_ARGUMENT', `LoRA: ${path} does not exist`, { file: path });
+  if (!existsSync(path)) throw new PiaError('E_MODEL_NOT_FOUND', `LoRA: no file or folder at ${path}`, { file: path });
   if (statSync(path).isDirectory()) {
     const file = join(path, weightName ?? LORA_WEIGHT_NAME);
     if (!existsSync(file)) {
-      throw new PiaError('E_INVALID_ARGUMENT', `LoRA: ${file} does not exist${weightName ? '' : ' (pass weightName for another file of the folder)'}`, { file });
+      throw new PiaError('E_MODEL_NOT_FOUND', `LoRA: ${file} does not exist${weightName ? '' : ' (pass weightName for another file of the folder)'}`, { file });
     }
     return file;
   }

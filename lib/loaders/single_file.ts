@@ -16,6 +16,7 @@ import type { KeyMap } from './key_map.js';
 import { convertLdmCheckpoint } from './ldm_to_diffusers.js';
 import { ldmKeyForDiffusers } from './ldm_from_diffusers.js';
 import { convertLdmVae, VAE_PREFIX } from './ldm_to_diffusers_vae.js';
+import { resolveModel } from './hub.js';
 
 /**
  * The scheduler without `config`: diffusers v0.26.3 from_single_file builds (create_scheduler_from_ldm,
@@ -40,7 +41,7 @@ export const SINGLE_FILE_SCHEDULER_CONFIG: Readonly<Record<string, unknown>> = O
 });
 
 export interface SingleFileOptions {
-  /** A diffusers pipeline folder whose unet/vae/text_encoder configs, tokenizer and scheduler are used. */
+  /** A diffusers pipeline folder or Hugging Face repo id whose unet/vae/text_encoder configs, tokenizer and scheduler are used. */
   config?: string;
   /** A VAE to use instead of the checkpoint's: a diffusers folder or a single file (LDM names). */
   vae?: string;
@@ -118,13 +119,10 @@ export async function loadVae(path: string, signal?: AbortSignal): Promise<Autoe
 export async function loadSingleFileComponents(path: string, options: SingleFileOptions = {}): Promise<SingleFileComponents> {
   const { signal } = options;
   const file = checkFile(path, 'path');
-  let configDir: string | undefined;
-  if (options.config !== undefined) {
-    configDir = resolve(options.config);
-    if (!isDirectory(configDir)) {
-      throw new PiaError('E_MODEL_NOT_FOUND', `config: no diffusers pipeline folder at ${configDir}`, { file: configDir, option: 'config' });
-    }
-  }
+  // diffusers' from_single_file(config=...): a pipeline folder or a repo id (here read offline from the hub cache).
+  const configDir = options.config === undefined
+    ? undefined
+    : resolveModel(options.config, { what: 'single-file config (a diffusers pipeline folder or repo id)', option: 'config', signal });
   throwIfAborted(signal);
   const view = new CheckpointView(await readCheckpointHeader(file));
   const ldm = convertLdmCheckpoint(view);

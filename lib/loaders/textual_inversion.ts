@@ -1,6 +1,8 @@
 // Textual inversion as diffusers v0.26.3 loads it (loaders/textual_inversion.py: load_textual_inversion,
 // _retrieve_tokens_and_embeddings, _extend_tokens_and_embeddings, maybe_convert_prompt): A1111 `.pt`
 // (`string_to_param`), kohya/A1111 `.safetensors` (`emb_params`) and diffusers `learned_embeds` files.
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
 import { PiaError, invalidArgument } from '../errors.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { isTorchTensor, readTorchCheckpoint, type PickleValue } from '../io/torch_checkpoint.js';
@@ -23,6 +25,26 @@ function tensorFromPickle(v: PickleValue, what: string, file: string): Tensor {
 
 function isTensor(v: unknown): v is Tensor {
   return v !== null && typeof v === 'object' && (v as Tensor).data instanceof Float32Array && Array.isArray((v as Tensor).shape);
+}
+
+/**
+ * diffusers' load_textual_inversion file lookup: a file as given; a folder holds `weightName`, else
+ * learned_embeds.safetensors, else learned_embeds.bin (what textual_inversion.py saves).
+ */
+export function resolveEmbeddingFile(path: string, weightName?: string): string {
+  let stat;
+  try {
+    stat = statSync(path);
+  } catch {
+    throw new PiaError('E_MODEL_NOT_FOUND', `textual inversion: no file or folder at ${path}`, { file: path });
+  }
+  if (!stat.isDirectory()) return path;
+  const names = weightName !== undefined ? [weightName] : ['learned_embeds.safetensors', 'learned_embeds.bin'];
+  for (const name of names) {
+    const file = join(path, name);
+    if (existsSync(file)) return file;
+  }
+  throw new PiaError('E_MODEL_NOT_FOUND', `textual inversion: ${path} holds no ${names.join(' or ')}`, { file: path });
 }
 
 function readEmbeddingFile(path: string): EmbeddingDict {
@@ -73,10 +95,15 @@ function readEmbeddingFile(path: string): EmbeddingDict {
  * single-key dict is the diffusers format (the key is the token: `emb_params` too, unless `token` is
  * given); [n, d] with n > 1 gives tokens `<tok>`, `<tok>_1`, …
  */
-export function readTextualInversion(source: string | Tensor | Record<string, Tensor>, token: string | undefined, hidden: number): TextualInversionTokens {
+export function readTextualInversion(
+  source: string | Tensor | Record<string, Tensor>,
+  token: string | undefined,
+  hidden: number,
+  weightName?: string,
+): TextualInversionTokens {
   let dict: EmbeddingDict;
   const where = typeof source === 'string' ? source : 'the given tensors';
-  if (typeof source === 'string') dict = readEmbeddingFile(source);
+  if (typeof source === 'string') dict = readEmbeddingFile(resolveEmbeddingFile(source, weightName));
   else if (isTensor(source)) dict = new Map([['', source]]);
   else if (source !== null && typeof source === 'object') dict = new Map(Object.entries(source));
   else throw invalidArgument('pretrainedModelNameOrPath', 'expected a file path, a tensor or a dict of tensors');

@@ -45,6 +45,8 @@ const CASES = [
   { file: 'kitestyle.a1111.pt', golden: 'ti_a1111' },
   { file: 'kitestyle.a1111.safetensors', golden: 'ti_a1111' },
   { file: join('ti-diffusers-kitestyle', 'learned_embeds.safetensors'), golden: 'ti_diffusers' },
+  // The folder, as diffusers takes it: learned_embeds.safetensors inside.
+  { file: 'ti-diffusers-kitestyle', golden: 'ti_diffusers' },
 ];
 
 for (const { file, golden: goldenName } of CASES) {
@@ -127,7 +129,7 @@ describe('textual inversion: token names and refusals (diffusers rules)', () => 
     assert.equal((pipe.textEncoder as CLIPTextModel).config.vocab_size, base + 5);
   });
 
-  test('a base-vocabulary token, a taken `<tok>_1`, a bare tensor without token and a wrong width are refused', async () => {
+  test('a base-vocabulary token, a taken `<tok>_1`, a bare tensor without token, a wrong width and missing files are refused', async () => {
     const code = (c: string) => (e: unknown) => e instanceof PiaError && e.code === c;
     await assert.rejects(pipe.loadTextualInversion(join(LOADERS, 'kitestyle.a1111.pt'), { token: '<|endoftext|>' }), code('E_INVALID_ARGUMENT'));
     // A multi-vector token is refused when its `<tok>_1` is taken, even if `<tok>` itself is free.
@@ -136,6 +138,8 @@ describe('textual inversion: token names and refusals (diffusers rules)', () => 
       e instanceof PiaError && e.code === 'E_INVALID_ARGUMENT' && /Multi-vector Token <zq>_1/.test(e.message));
     await assert.rejects(pipe.loadTextualInversion({ data: new Float32Array(64), shape: [64] }), code('E_INVALID_ARGUMENT'));
     await assert.rejects(pipe.loadTextualInversion({ data: new Float32Array(32), shape: [32] }, { token: 'narrow' }), code('E_WEIGHTS_MISMATCH'));
+    await assert.rejects(pipe.loadTextualInversion(join(LOADERS, 'nope.pt'), { token: 'x1' }), code('E_MODEL_NOT_FOUND'));
+    await assert.rejects(pipe.loadTextualInversion(LOADERS, { token: 'x1' }), code('E_MODEL_NOT_FOUND')); // no learned_embeds.* there
   });
 
   test('ordinary prompts are unaffected by loaded embeddings (shared text golden)', async () => {

@@ -3,7 +3,6 @@
 // holding relative symlinks into blobs/, refs/<branch> holding the commit), then models are loaded
 // from it by repo id, revision and variant, and compared with the same models loaded from folders.
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { afterEach, before, beforeEach, describe, test } from 'node:test';
@@ -23,6 +22,7 @@ import type { Tensor } from '../../lib/tensor.js';
 import { CLIPTokenizer } from '../../lib/tokenizers/clip_tokenizer.js';
 import { spawnSync } from 'node:child_process';
 import { fixture, repoRoot } from '../helpers/fixtures.js';
+import { addSnapshot, folderFiles } from '../helpers/hub_cache.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const ENV_KEYS = ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE_HOME'] as const;
@@ -30,39 +30,6 @@ const ENV_KEYS = ['HF_HUB_CACHE', 'HUGGINGFACE_HUB_CACHE', 'HF_HOME', 'XDG_CACHE
 const COMMIT_MAIN = 'a'.repeat(8) + '0123456789abcdef0123456789abcdef';
 const COMMIT_V1 = 'b'.repeat(8) + '0123456789abcdef0123456789abcdef';
 const V1_MARKER = '0.26.3+v1-snapshot';
-
-/** Every file under `dir`, as paths relative to it. */
-function listFiles(dir: string, prefix = ''): string[] {
-  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? listFiles(join(dir, e.name), `${prefix}${e.name}/`) : [`${prefix}${e.name}`],
-  );
-}
-
-/**
- * One snapshot of a repo in a hub cache: each file's bytes go to blobs/<sha256> (shared between
- * snapshots, as in the real cache) and snapshots/<commit>/<path> is a relative link to it.
- */
-function addSnapshot(cache: string, repoId: string, commit: string, files: Map<string, Buffer>, refs: string[] = []): string {
-  const repoDir = join(cache, `models--${repoId.replace('/', '--')}`);
-  const snapshot = join(repoDir, 'snapshots', commit);
-  for (const [path, bytes] of files) {
-    const blob = join(repoDir, 'blobs', createHash('sha256').update(bytes).digest('hex'));
-    mkdirSync(dirname(blob), { recursive: true });
-    if (!existsSync(blob)) writeFileSync(blob, bytes);
-    const link = join(snapshot, path);
-    mkdirSync(dirname(link), { recursive: true });
-    symlinkSync(relative(dirname(link), blob), link);
-  }
-  for (const ref of refs) {
-    mkdirSync(join(repoDir, 'refs', dirname(ref)), { recursive: true });
-    writeFileSync(join(repoDir, 'refs', ref), commit); // huggingface_hub writes the bare hash
-  }
-  return snapshot;
-}
-
-function folderFiles(dir: string, prefix = ''): Map<string, Buffer> {
-  return new Map(listFiles(dir).map((f) => [prefix + f, readFileSync(join(dir, f))]));
-}
 
 /** A safetensors file as bytes, written through the project's writer. */
 function safetensorsBytes(tensors: Record<string, SaveableTensor>, scratch: string): Buffer {
