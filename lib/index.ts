@@ -29,6 +29,7 @@ export {
   type PIAGenerateOptions,
   type PIAPipelineOutput,
   type PIAFromPretrainedOptions,
+  type PIAFromSingleFileOptions,
   type EncodePromptOptions,
   type ProgressInfo,
 } from './pipelines/pia.js';
