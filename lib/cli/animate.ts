@@ -8,6 +8,7 @@ import { Generator } from '../random/generator.js';
 import { schedulerClasses, type SchedulerClassName } from '../schedulers/index.js';
 import { loadCliPipeline } from './load_pipeline.js';
 import { progressReporter } from './progress.js';
+import { DEFAULT_IP_ADAPTER, DEMO_IP_ADAPTER_FILE, parseIpAdapterArg } from './ip_adapter_arg.js';
 import { UsageError } from './usage_error.js';
 import { parseEmbeddingArg, parseLoraArg } from './weight_args.js';
 
@@ -37,6 +38,10 @@ export interface AnimateArgs {
   lora?: string[];
   /** `path[:token]`, one textual inversion each. */
   embedding?: string[];
+  /** `path[:scale]` of an IP-Adapter (needs ipImage). */
+  ipAdapter?: string;
+  /** The image prompt. */
+  ipImage?: string;
   revision?: string;
   variant?: string;
   scheduler?: string;
@@ -111,6 +116,10 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
   if (a.model === undefined && (a.revision !== undefined || a.variant !== undefined)) {
     throw new UsageError(`--${a.revision !== undefined ? 'revision' : 'variant'} applies to --model, which was not given`);
   }
+  if (a.ipAdapter !== undefined && a.ipImage === undefined) throw new UsageError('--ip-adapter needs --ip-image (the image prompt)');
+  if (a.ipImage !== undefined && !existsSync(a.ipImage)) throw new PiaError('E_IMAGE', `image not found: ${a.ipImage}`, { file: a.ipImage });
+  // Without --ip-adapter: the demo model's random adapter, or h94's SD-1.5 base adapter for a --model.
+  const ip = a.ipImage === undefined ? undefined : parseIpAdapterArg(a.ipAdapter ?? (a.model === undefined ? DEMO_IP_ADAPTER_FILE : DEFAULT_IP_ADAPTER));
   const t0 = Date.now();
   if (a.model === undefined && a.vae !== undefined) throw new UsageError('--vae applies to --model, which was not given');
   if (a.model === undefined && a.config !== undefined) throw new UsageError('--config applies to a single-file --model, which was not given');
@@ -131,6 +140,10 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
   try {
     if (schedulerName) pipe.scheduler = schedulerClasses[schedulerName].fromConfig(pipe.scheduler.config);
     if (freeU) pipe.enableFreeU(freeU);
+    if (ip) {
+      await pipe.loadIpAdapter(ip.pathOrRepo, { subfolder: ip.subfolder, weightName: ip.weightName, signal });
+      pipe.setIpAdapterScale(ip.scale);
+    }
     if (freeInitIters !== undefined) pipe.enableFreeInit({ numIters: freeInitIters, generator: seed === undefined ? undefined : new Generator().manualSeed(seed) });
     const progress = progressReporter(process.stderr, !a.quiet && !a.json);
     const tLoad = Date.now();
@@ -146,6 +159,7 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
       motionScale: int(a.motionScale, 'motion-scale'),
       strength: num(a.strength, 'strength'),
       clipSkip: int(a.clipSkip, 'clip-skip'),
+      ipAdapterImage: a.ipImage,
       generator: seed === undefined ? undefined : new Generator().manualSeed(seed),
       onProgress: (p) => progress.update(p),
       signal,
@@ -163,6 +177,7 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
       width: video[0]?.width,
       height: video[0]?.height,
       model: description,
+      ...(ip ? { ipAdapter: { file: `${ip.pathOrRepo}/${ip.subfolder ? `${ip.subfolder}/` : ''}${ip.weightName}`, scale: ip.scale, image: a.ipImage } } : {}),
       demo,
       seconds: { load: (tLoad - t0) / 1000, generate: (Date.now() - tLoad) / 1000 },
     };

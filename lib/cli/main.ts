@@ -28,6 +28,10 @@ animate options:
                              repeat for several, e.g. --lora style.safetensors:0.8 --lora detail.safetensors:0.5
   --embedding FILE[:TOKEN]   a textual inversion (A1111 .pt/.safetensors, diffusers learned_embeds), used in the
                              prompt as TOKEN (default: the file's own name); repeatable
+  --ip-image FILE            an image prompt (IP-Adapter): the animation takes after it
+  --ip-adapter FILE[:SCALE]  the IP-Adapter for --ip-image (h94/IP-Adapter layout: image_encoder/ beside the
+                             file; or ORG/NAME/SUBFOLDER/FILE from the cache), weight SCALE (default 1);
+                             default: the bundled demo adapter; with --model, h94/IP-Adapter/models/ip-adapter_sd15.safetensors
   --revision REV             branch, tag or commit of the --model repo (default main)
   --variant NAME             weight variant of the model, e.g. fp16 (*.fp16.safetensors)
   --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
@@ -77,6 +81,8 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
         config: { type: 'string' },
         lora: { type: 'string', multiple: true },
         embedding: { type: 'string', multiple: true },
+        'ip-adapter': { type: 'string' },
+        'ip-image': { type: 'string' },
         revision: { type: 'string' },
         variant: { type: 'string' },
         scheduler: { type: 'string' },
@@ -128,6 +134,8 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
           config: v.config,
           lora: v.lora,
           embedding: v.embedding,
+          ipAdapter: v['ip-adapter'],
+          ipImage: v['ip-image'],
           revision: v.revision,
           variant: v.variant,
           scheduler: v.scheduler,
