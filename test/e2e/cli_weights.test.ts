@@ -118,7 +118,7 @@ describe('pia animate: --model repo id, --lora, --embedding', () => {
 });
 
 describe('pia animate: single-file --model with --config as folder or repo id', () => {
-  test('both give the same frames (mini-sd\'s 4 text heads come from the config)', async () => {
+  test('both give the same frames (mini-sd\'s 4 text heads come from the config); --vae as file and folder', async () => {
     addSnapshot(cache, 'fixtures/mini-sd-config', 'd'.repeat(40), folderFiles(MINI_SD), ['main']);
     const args = ['--model', SINGLE_FILE, '--adapter', PIA_ORIGINAL, '-p', 'a red ball', '--steps', '1', '--frames', '2', '--seed', '1', '-q'];
     const folder = await animate('sf-folder', ...args, '--config', MINI_SD);
@@ -127,5 +127,11 @@ describe('pia animate: single-file --model with --config as folder or repo id', 
     folder.forEach((f, i) => assert.ok(f.equals(repo[i]), `frame ${i}`));
     // Without config the text tower runs with 1 head of 64 (openai CLIP's head width): other frames.
     assert.ok(stock.some((f, i) => !f.equals(folder[i])));
+    // --vae FILE reads first_stage_model.* of a single file: the same VAE as the model's own here;
+    // --vae DIR (mini-sd's fp32 VAE, not the file's fp16-rounded one) changes the frames.
+    const vaeFile = await animate('sf-vae-file', ...args, '--config', MINI_SD, '--vae', SINGLE_FILE);
+    vaeFile.forEach((f, i) => assert.ok(f.equals(folder[i]), `--vae FILE, frame ${i}`));
+    const vaeDir = await animate('sf-vae-dir', ...args, '--config', MINI_SD, '--vae', join(MINI_SD, 'vae'));
+    assert.ok(vaeDir.some((f, i) => !f.equals(folder[i])), '--vae DIR left the frames unchanged');
   });
 });
