@@ -142,17 +142,18 @@ export function readTextualInversion(
 }
 
 /**
- * diffusers' maybe_convert_prompt: every occurrence of a multi-vector token `<tok>` (when the tokenizer
- * finds it in the prompt) becomes `<tok> <tok>_1 …` — a plain string replacement, as diffusers does.
+ * diffusers' maybe_convert_prompt: every added token `<tok>` the tokenizer finds in the prompt is followed
+ * by `<tok>_1`, `<tok>_2`, … for as long as those are added tokens too — decided by the tokenizer's added
+ * tokens, not by how the embeddings were loaded, and applied as a plain string replacement (so `<tok>`
+ * inside `<tok>_1` is replaced as well), exactly as diffusers does.
  */
-export function maybeConvertPrompt(prompt: string, tokenize: (text: string) => string[], multiVector: ReadonlyMap<string, number>): string {
-  if (multiVector.size === 0) return prompt;
+export function maybeConvertPrompt(prompt: string, tokenize: (text: string) => string[], isAddedToken: (token: string) => boolean): string {
   let out = prompt;
   for (const token of new Set(tokenize(prompt))) {
-    const n = multiVector.get(token);
-    if (n === undefined || n < 2) continue;
-    const replacement = [token, ...Array.from({ length: n - 1 }, (_, i) => `${token}_${i + 1}`)].join(' ');
-    out = out.replaceAll(token, replacement);
+    if (!isAddedToken(token)) continue;
+    let replacement = token;
+    for (let i = 1; isAddedToken(`${token}_${i}`); i++) replacement += ` ${token}_${i}`;
+    if (replacement !== token) out = out.replaceAll(token, replacement);
   }
   return out;
 }

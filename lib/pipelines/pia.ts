@@ -142,8 +142,6 @@ export class PIAPipeline {
   // diffusers' non-PEFT text LoRA scale is sticky: encode_prompt(lora_scale=s) sets it on the patched
   // projections (adjust_lora_scale_text_encoder) and it stays until set again.
   #textLoraScale = 1;
-  // Textual-inversion tokens with more than one vector: token → vector count (maybe_convert_prompt).
-  readonly #multiVectorTokens = new Map<string, number>();
 
   constructor(c: PIAPipelineComponents) {
     this.tokenizer = c.tokenizer;
@@ -448,14 +446,13 @@ export class PIAPipeline {
       const rowIds = await te.addTokenEmbeddings(embeddings);
       const ids = tokenizer.addTokens(toks);
       if (ids.join() !== rowIds.join()) throw new PiaError('E_BACKEND', `loadTextualInversion: token ids [${ids}] differ from the new embedding rows [${rowIds}]`);
-      if (toks.length > 1) this.#multiVectorTokens.set(toks[0], toks.length);
     }
   }
 
   #convertPrompts(prompts: string[]): string[] {
     const tokenizer = this.tokenizer;
-    if (this.#multiVectorTokens.size === 0 || !(tokenizer instanceof CLIPTokenizer)) return prompts;
-    return prompts.map((p) => maybeConvertPrompt(p, (t) => tokenizer.tokenize(t), this.#multiVectorTokens));
+    if (!(tokenizer instanceof CLIPTokenizer)) return prompts;
+    return prompts.map((p) => maybeConvertPrompt(p, (t) => tokenizer.tokenize(t), (t) => tokenizer.isAddedToken(t)));
   }
 
   /** diffusers' maybe_convert_prompt: the prompt as encodePrompt tokenizes it (`<tok>` → `<tok> <tok>_1 …`). */

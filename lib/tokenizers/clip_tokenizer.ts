@@ -221,6 +221,11 @@ export class CLIPTokenizer {
     return this.addedEncoder.has(token) || this.tables.vocab.has(token);
   }
 
+  /** Whether `token` was added (special tokens included): HF's `token in tokenizer.added_tokens_encoder`. */
+  isAddedToken(token: string): boolean {
+    return this.addedEncoder.has(token);
+  }
+
   /** The BPE token strings of `text`, without BOS/EOS (HF's `tokenizer.tokenize(text)`). */
   tokenize(text: string): string[] {
     if (typeof text !== 'string') throw invalidArgument('text', 'must be a string');

@@ -142,6 +142,16 @@ describe('textual inversion: token names and refusals (diffusers rules)', () => 
     await assert.rejects(pipe.loadTextualInversion(LOADERS, { token: 'x1' }), code('E_MODEL_NOT_FOUND')); // no learned_embeds.* there
   });
 
+  test('maybe_convert_prompt follows the added tokens (`<tok>_1` loaded separately counts), replacing substrings as diffusers does', async () => {
+    await pipe.loadTextualInversion({ data: new Float32Array(64), shape: [64] }, { token: '<qq>' });
+    assert.equal(pipe.maybeConvertPrompt('a <qq> cat'), 'a <qq> cat');
+    await pipe.loadTextualInversion({ data: new Float32Array(64), shape: [64] }, { token: '<qq>_1' });
+    assert.equal(pipe.maybeConvertPrompt('a <qq> cat'), 'a <qq> <qq>_1 cat');
+    // str.replace also hits `<qq>` inside `<qq>_1`: diffusers' own result for an already expanded prompt.
+    assert.equal(pipe.maybeConvertPrompt('<qq> <qq>_1'), '<qq> <qq>_1 <qq> <qq>_1_1');
+    assert.deepEqual(pipe.maybeConvertPrompt(['<qq>', 'plain']), ['<qq> <qq>_1', 'plain']);
+  });
+
   test('ordinary prompts are unaffected by loaded embeddings (shared text golden)', async () => {
     const textIn = readSafetensors(fixture('golden', 'components', 'mini-sd_text_encoder.safetensors'));
     const t = textIn.get('input_ids');
