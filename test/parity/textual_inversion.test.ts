@@ -2,7 +2,7 @@
 // diffusers learned_embeds) against diffusers v0.26.3 goldens (../shared/fixtures/loaders/golden/ti_a1111,
 // ti_diffusers), plus diffusers' token rules: multi-vector expansion, new ids from len(tokenizer), refusals.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
@@ -14,6 +14,8 @@ import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import { CLIPTokenizer } from '../../lib/tokenizers/clip_tokenizer.js';
 import { maxDiff } from '../helpers/compare.js';
 import { fixture } from '../helpers/fixtures.js';
+import { tempDir } from '../helpers/tmp.js';
+import { tensor, torchSaveZip } from '../helpers/torch_pickle.js';
 
 // Component tolerance (task spec): max|ours - ref| ≤ 1e-4 · max|ref|. The new rows are copied from the
 // file (fp16-exact values widened to f32), so they must match exactly; the text states are fp32 math
@@ -150,6 +152,20 @@ describe('textual inversion: token names and refusals (diffusers rules)', () => 
     // str.replace also hits `<qq>` inside `<qq>_1`: diffusers' own result for an already expanded prompt.
     assert.equal(pipe.maybeConvertPrompt('<qq> <qq>_1'), '<qq> <qq>_1 <qq> <qq>_1_1');
     assert.deepEqual(pipe.maybeConvertPrompt(['<qq>', 'plain']), ['<qq> <qq>_1', 'plain']);
+  });
+
+  test('a folder with only learned_embeds.bin (torch pickle, what older diffusers scripts save) loads like the .safetensors', async () => {
+    const f = readSafetensors(join(LOADERS, 'ti-diffusers-kitestyle', 'learned_embeds.safetensors'));
+    const vec = f.get('<kitestyle>').toFloat32();
+    f.close();
+    const dir = tempDir('pia-ti-bin-');
+    const storage = { key: '0', dtype: 'F32' as const, bytes: new Uint8Array(Float32Array.from(vec).buffer) };
+    writeFileSync(join(dir, 'learned_embeds.bin'), torchSaveZip({ '<kitebin>': tensor({ storage, shape: [vec.length] }) }));
+    await pipe.loadTextualInversion(dir);
+    const te = pipe.textEncoder as CLIPTextModel;
+    const id = (pipe.tokenizer as CLIPTokenizer).convertTokensToIds('<kitebin>');
+    assert.equal(id, te.config.vocab_size - 1);
+    assert.deepEqual(Array.from(te.tokenEmbeddingRows([id]).data), Array.from(vec));
   });
 
   test('ordinary prompts are unaffected by loaded embeddings (shared text golden)', async () => {
