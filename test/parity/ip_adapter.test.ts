@@ -312,6 +312,11 @@ describe('IP-Adapter with LoRA, and refusals', () => {
       const one = await pipe.generate({ ...call, prompt: 'x', guidanceScale: 1 });
       const two = await pipe.generate({ ...call, prompt: ['x', 'y'] });
       assert.deepEqual(seen, [[1, 1], [4, 4]]);
+      // FreeInit's outer iterations call the UNet again, each time with the image embeds.
+      pipe.enableFreeInit({ numIters: 2, generator: new Generator().manualSeed(3) });
+      await pipe.generate({ ...call, prompt: 'x' });
+      pipe.disableFreeInit();
+      assert.deepEqual(seen.slice(2), [[2, 2], [2, 2]]);
       assert.equal((one.frames as Tensor).shape[0], 1);
       assert.equal((two.frames as Tensor).shape[0], 2);
     } finally {
