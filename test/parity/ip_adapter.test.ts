@@ -4,7 +4,7 @@
 // no adapter, unload, LoRA together with the adapter, refusals). The processor has its own test
 // (test/unit/clip_image_processor.test.ts).
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -45,6 +45,60 @@ function assertComponent(ours: Tensor, file: File, name: string, what = name): v
   assert.equal(ours.data.length, ref.length, `${what}: ${ours.data.length} values, golden ${ref.length}`);
   const { diff, ref: m } = maxDiff(ours.data, ref);
   assert.ok(diff <= COMPONENT_RTOL * m, `${what}: max diff ${diff} > ${COMPONENT_RTOL} × max|ref| ${m}`);
+}
+
+// Abramowitz & Stegun 7.1.26 (|error| ≤ 1.5e-7, far below the test tolerance).
+function erf(x: number): number {
+  const s = Math.sign(x), a = Math.abs(x), t = 1 / (1 + 0.3275911 * a);
+  const y = 1 - ((((1.061405429 * t - 1.453152027) * t + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-a * a);
+  return s * y;
+}
+
+/** transformers' CLIPEncoderLayer (pre-LN, no mask) in float64 on one sequence [S, d]. */
+function clipLayer(h: Float32Array, w: File, p: string, heads: number, act: (x: number) => number): Float64Array {
+  const get = (k: string) => w.get(`${p}.${k}`).toFloat32();
+  const d = w.info(`${p}.self_attn.q_proj.weight`).shape[0], ff = w.info(`${p}.mlp.fc1.weight`).shape[0];
+  const S = h.length / d, hd = d / heads;
+  const ln = (x: ArrayLike<number>, k: string) => {
+    const g = get(`${k}.weight`), b = get(`${k}.bias`), o = new Float64Array(x.length);
+    for (let s = 0; s < S; s++) {
+      let mean = 0, v = 0;
+      for (let c = 0; c < d; c++) mean += x[s * d + c] / d;
+      for (let c = 0; c < d; c++) v += (x[s * d + c] - mean) ** 2 / d;
+      for (let c = 0; c < d; c++) o[s * d + c] = ((x[s * d + c] - mean) / Math.sqrt(v + 1e-5)) * g[c] + b[c];
+    }
+    return o;
+  };
+  const lin = (x: Float64Array, k: string, n: number, m: number) => {
+    const W = get(`${k}.weight`), B = get(`${k}.bias`), o = new Float64Array(S * m);
+    for (let s = 0; s < S; s++) for (let j = 0; j < m; j++) {
+      let a = B[j];
+      for (let i = 0; i < n; i++) a += x[s * n + i] * W[j * n + i];
+      o[s * m + j] = a;
+    }
+    return o;
+  };
+  const x = ln(h, 'layer_norm1');
+  const q = lin(x, 'self_attn.q_proj', d, d), k = lin(x, 'self_attn.k_proj', d, d), v = lin(x, 'self_attn.v_proj', d, d);
+  const attn = new Float64Array(S * d), e = new Float64Array(S);
+  for (let hh = 0; hh < heads; hh++) for (let i = 0; i < S; i++) {
+    let max = -Infinity, sum = 0;
+    for (let j = 0; j < S; j++) {
+      let a = 0;
+      for (let c = 0; c < hd; c++) a += q[i * d + hh * hd + c] * k[j * d + hh * hd + c];
+      e[j] = a / Math.sqrt(hd);
+      max = Math.max(max, e[j]);
+    }
+    for (let j = 0; j < S; j++) sum += (e[j] = Math.exp(e[j] - max));
+    for (let c = 0; c < hd; c++) {
+      let a = 0;
+      for (let j = 0; j < S; j++) a += e[j] * v[j * d + hh * hd + c];
+      attn[i * d + hh * hd + c] = a / sum;
+    }
+  }
+  const h1 = lin(attn, 'self_attn.out_proj', d, d).map((y, i) => y + h[i]);
+  const f = lin(ln(h1, 'layer_norm2'), 'mlp.fc1', d, ff).map(act);
+  return lin(f, 'mlp.fc2', ff, d).map((y, i) => y + h1[i]);
 }
 
 interface UnetRun { key: string; frames: number; timestep: number; ip_scale: number }
@@ -90,6 +144,32 @@ describe('IP-Adapter: CLIPVisionModelWithProjection against transformers', () =>
       assert.deepEqual(plain.imageEmbeds.data, out.imageEmbeds.data);
     });
   }
+
+  test("hidden_act 'gelu' (what h94's real encoders say) is the exact erf GELU: layer 1 against a float64 reference", async (t) => {
+    // No golden uses it (the fixture encoder is quick_gelu): the same weights with hidden_act 'gelu',
+    // layer 1 recomputed here from the golden layer input. The reference is first checked against the
+    // quick_gelu golden, and the two activations must differ by far more than the tolerance.
+    const dir = mkdtempSync(join(tmpdir(), 'pia-vit-gelu-'));
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const src = join(IP, 'models', 'image_encoder');
+    const config = JSON.parse(readFileSync(join(src, 'config.json'), 'utf8'));
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...config, hidden_act: 'gelu' }));
+    copyFileSync(join(src, 'model.safetensors'), join(dir, 'model.safetensors'));
+    const gelu = await CLIPVisionModelWithProjection.fromPretrained(dir);
+    t.after(() => gelu.dispose());
+    const h0 = golden.get('ip_image_224x224_hidden_states_0').toFloat32();
+    const w = readSafetensors(join(src, 'model.safetensors'));
+    const ref = (act: (x: number) => number) => clipLayer(h0, w, 'vision_model.encoder.layers.0', config.num_attention_heads, act);
+    const quick = ref((x) => x / (1 + Math.exp(-1.702 * x)));
+    const exact = ref((x) => 0.5 * x * (1 + erf(x / Math.SQRT2)));
+    w.close();
+    assertComponent({ data: Float32Array.from(quick), shape: [] }, golden, 'ip_image_224x224_hidden_states_1', 'float64 reference, quick_gelu');
+    const out = await gelu.forward(toTensor(pixels, 'ip_image_224x224_pixel_values'), { outputHiddenStates: true });
+    const { diff, ref: m } = maxDiff(out.hiddenStates![1].data, exact);
+    assert.ok(diff <= COMPONENT_RTOL * m, `gelu layer 1: max diff ${diff} > ${COMPONENT_RTOL} × ${m}`);
+    // quick_gelu vs gelu move layer 1 by ~0.01 here, 26× the tolerance (ours is ~3e-6 from the reference).
+    assert.ok(maxDiff(quick, exact).diff > 10 * COMPONENT_RTOL * m, 'the two activations must be told apart');
+  });
 
   test('pixelValues of another size are refused before the network runs', async () => {
     await assert.rejects(encoder.forward({ data: new Float32Array(3 * 64 * 64), shape: [1, 3, 64, 64] }), { code: 'E_INVALID_ARGUMENT' });
