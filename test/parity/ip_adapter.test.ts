@@ -21,6 +21,7 @@ import { schedulerFromConfig } from '../../lib/schedulers/index.js';
 import type { Tensor } from '../../lib/tensor.js';
 import { assertClose, maxDiff } from '../helpers/compare.js';
 import { fixture } from '../helpers/fixtures.js';
+import { bytesOf, tensor as pyTensor, torchSaveZip, type PyValue } from '../helpers/torch_pickle.js';
 
 // Component tolerance: max|ours - ref| ≤ 1e-4 · max|ref|. float32 op-order noise is ~1e-6 relative on these
 // networks; the adapter moves UNet outputs by 0.1–0.3 (out std 0.33), a wrong token or scale by far more.
@@ -425,6 +426,12 @@ describe('IP-Adapter with LoRA, and refusals', () => {
     saveSafetensors(join(tmp, 'fullface.safetensors'), { ...noProj, 'image_proj.proj.3.weight': all['image_proj.norm.weight'] });
     await assert.rejects(pipe.loadIpAdapter(tmp, { weightName: 'fullface.safetensors' }), { code: 'E_UNSUPPORTED' });
     assert.equal(pipe.imageEncoder, null, 'a failed load leaves no encoder behind');
+    // A torch .bin must hold exactly ['image_proj', 'ip_adapter'], in that order (diffusers compares the key list).
+    const sub = (prefix: string): PyValue => Object.fromEntries(Object.entries(all).filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [
+      k.slice(prefix.length), pyTensor({ storage: { key: k, dtype: 'F16', bytes: bytesOf(v.data) }, shape: v.shape }),
+    ]));
+    writeFileSync(join(tmp, 'swapped.bin'), torchSaveZip({ $ordered: [['ip_adapter', sub('ip_adapter.')], ['image_proj', sub('image_proj.')]] }));
+    await assert.rejects(pipe.loadIpAdapter(tmp, { weightName: 'swapped.bin' }), { code: 'E_UNSUPPORTED' });
     // With an encoder in place (a first adapter loaded), a to_k_ip of the wrong shape is refused naming the key,
     // and the adapter already loaded stays.
     await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.base });
