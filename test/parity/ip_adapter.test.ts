@@ -412,6 +412,18 @@ describe('IP-Adapter with LoRA, and refusals', () => {
     await assert.rejects(pipe.generate({ ...call, ipAdapterImage: join(GOLDEN, 'ip_image_224x224.png') }), { code: 'E_INVALID_ARGUMENT' });
   });
 
+  test('an adapter for another cross_attention_dim is refused (tiny: 32, the fixture adapter makes 64-wide tokens)', async () => {
+    const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'tiny-motion-adapter'));
+    const tiny = await PIAPipeline.fromPretrained(fixture('models', 'tiny'), { motionAdapter });
+    try {
+      await assert.rejects(tiny.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.plus }),
+        (e: { code: string; message: string }) => e.code === 'E_WEIGHTS_MISMATCH' && /cross_attention_dim is 32/.test(e.message));
+      assert.equal(tiny.imageEncoder, null);
+    } finally {
+      tiny.dispose();
+    }
+  });
+
   test('missing files, a missing weightName, Full Face and foreign files are refused with typed errors', async () => {
     await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: 'nope.safetensors' }), { code: 'E_MODEL_NOT_FOUND' });
     await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models' } as never), { code: 'E_INVALID_ARGUMENT' });
