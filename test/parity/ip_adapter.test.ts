@@ -381,6 +381,7 @@ describe('IP-Adapter with LoRA, and refusals', () => {
 
   test('guidance ≤ 1 passes the image embeds alone; several prompts share the image', async () => {
     const unet = pipe.unet as UNetMotionModel;
+    await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.base });
     const seen: number[][] = [];
     const forward = unet.forward.bind(unet);
     unet.forward = async (sample, t, ehs, options = {}) => {
@@ -407,7 +408,9 @@ describe('IP-Adapter with LoRA, and refusals', () => {
 
   test('generate without the image while an adapter is loaded, or with it while none is, is refused up front', async () => {
     const call = { image: fixture('golden', 'pipeline', 'input_64x64.png'), prompt: 'x', numFrames: 2, height: 64, width: 64, numInferenceSteps: 1 };
+    await pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: ADAPTERS.base });
     await assert.rejects(pipe.generate(call), { code: 'E_INVALID_ARGUMENT' });
+    await assert.rejects(pipe.generate({ ...call, ipAdapterImage: join(tmp, 'nope.png') }), { code: 'E_IMAGE' });
     pipe.unloadIpAdapter();
     await assert.rejects(pipe.generate({ ...call, ipAdapterImage: join(GOLDEN, 'ip_image_224x224.png') }), { code: 'E_INVALID_ARGUMENT' });
   });
@@ -425,6 +428,7 @@ describe('IP-Adapter with LoRA, and refusals', () => {
   });
 
   test('missing files, a missing weightName, Full Face and foreign files are refused with typed errors', async () => {
+    pipe.unloadIpAdapter();
     await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models', weightName: 'nope.safetensors' }), { code: 'E_MODEL_NOT_FOUND' });
     await assert.rejects(pipe.loadIpAdapter(IP, { subfolder: 'models' } as never), { code: 'E_INVALID_ARGUMENT' });
     // An adapter without image_encoder/ beside it, on a pipeline that has none.
