@@ -115,7 +115,7 @@ async function measure(kind: string, model: string, adapter: string): Promise<vo
       // use. The smallest real run touches every network once: text encoder, VAE encode, one UNet step on
       // an 8×8 latent (64×64 px, 1 frame, no CFG), VAE decode. A second run shows the steady state.
       const image = { data: new Uint8Array(64 * 64 * 3).fill(128), width: 64, height: 64 };
-      const run = () => pipe.generate({ image, prompt: 'a cat', numFrames: 1, height: 64, width: 64, numInferenceSteps: 1, guidanceScale: 1, outputType: 'latent' });
+      const run = () => pipe.generate({ image, prompt: 'a cat', numFrames: 1, height: 64, width: 64, numInferenceSteps: 1, guidanceScale: 1, outputType: 'tensor' });
       let t2 = performance.now();
       await run();
       out.firstGenerateSeconds = (performance.now() - t2) / 1000;
