@@ -26,8 +26,8 @@ animate options:
                              repo id); without it, SD-1.5's stock configs and the bundled CLIP tokenizer
   --lora FILE[:SCALE]        a LoRA (kohya/A1111 or diffusers .safetensors), weight SCALE (default 1);
                              repeat for several, e.g. --lora style.safetensors:0.8 --lora detail.safetensors:0.5
-  --embedding FILE[:TOKEN]   a textual inversion (A1111 .pt/.safetensors, diffusers learned_embeds), used in the
-                             prompt as TOKEN (default: the file's own name); repeatable
+  --embedding FILE[:TOKEN]   a textual inversion (A1111 .pt/.safetensors, a diffusers learned_embeds file or
+                             folder), used in the prompt as TOKEN (default: the file's own name); repeatable
   --ip-image FILE            an image prompt (IP-Adapter): the animation takes after it
   --ip-adapter FILE[:SCALE]  the IP-Adapter for --ip-image (h94/IP-Adapter layout: image_encoder/ beside the
                              file; or ORG/NAME/SUBFOLDER/FILE from the cache), weight SCALE (default 1);
