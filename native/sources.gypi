@@ -24,6 +24,7 @@
       'native/cpu/strided_copy.cpp',
       'native/cpu/temporal_attention.cpp',
       'native/cuda/cuda_loader.cpp',
+      'native/cuda/library_search.cpp',
       'native/cuda/cuda_backend.cpp',
       'native/nn/weight_store.cpp',
       'native/nn/lora.cpp',

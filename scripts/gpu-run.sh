@@ -6,6 +6,7 @@
 #   scripts/gpu-run.sh tests        # tests only
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
+#   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${PIA_GPU_BUILD:-build-gpu}
@@ -34,8 +35,18 @@ status=0
 "$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# GEMMs again on our own kernel where cuBLASLt was found and used above.
+PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 if [ "$what" != "tests" ]; then
   "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # diffusers' UNetMotionModel in PyTorch on the same GPU (skips itself without torch/diffusers;
+  # PIA_DIFFUSERS_SRC names a diffusers checkout's src folder, brought along, never committed).
+  if command -v python3 >/dev/null 2>&1; then
+    ours=$(sed -n 's/.*result unet_step_s=\([0-9.]*\).*/\1/p' "$LOGS/bench.txt" | head -1)
+    timeout "${PIA_TORCH_TIMEOUT:-300}" python3 bench/torch_unet_motion.py ${ours:+--ours "$ours"} 2>&1 | tee "$LOGS/torch.txt"
+  fi
 fi
 exit $status

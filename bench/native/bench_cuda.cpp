@@ -201,4 +201,6 @@ PIA_BENCH(bench_cuda_sd15_pia_job) {
   std::printf("  25-step job estimate (UNet steps + VAE decode; CLIP and scheduler are negligible): %.2f s, "
               "%.1f TFLOP at %.1f TFLOP/s\n",
               job, (25 * step_flops + vae_flops) * 1e-12, (25 * step_flops + vae_flops) / job * 1e-12);
+  // One line for scripts (gpu-run.sh hands unet_step_s to bench/torch_unet_motion.py).
+  std::printf("  result unet_step_s=%.6f vae_decode_s=%.6f job_s=%.6f peak_tflops=%.1f\n", best, vae_s, job, peak);
 }

@@ -46,5 +46,13 @@ export function formatDoctor(r: DoctorReport): string {
   } else {
     lines.push(`cuda:  unavailable (${r.cuda.reason ?? 'unknown reason'})`);
   }
+  // Optional NVIDIA libraries, looked for even without a GPU so that a user can check an install.
+  const libs = r.cuda.libraries;
+  if (libs) {
+    for (const [name, l] of [['cuBLASLt', libs.cublasLt], ['cuDNN', libs.cudnn]] as const) {
+      const state = l.inUse ? `in use${l.version ? ` (${l.version})` : ''}` : l.note ?? (l.found ? 'found' : 'not found');
+      lines.push(`       ${name}: ${l.found ? `${l.path}, ` : ''}${state}`);
+    }
+  }
   return lines.join('\n');
 }

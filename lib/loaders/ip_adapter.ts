@@ -12,6 +12,7 @@ import { addon } from '../native/addon.js';
 import type { NativeModelHandle, NativeTensor } from '../native/types.js';
 import type { Tensor } from '../tensor.js';
 import { isFile, resolveModel } from './hub.js';
+import type { ResolvedPlacement } from './device_options.js';
 
 export type IpAdapterKind = 'base' | 'plus';
 
@@ -152,7 +153,7 @@ export class IPAdapter {
    */
   static async load(
     sd: IpAdapterStateDict,
-    unet: { ipAttentionSites(): unknown[]; config: { cross_attention_dim: number } },
+    unet: { ipAttentionSites(): unknown[]; config: { cross_attention_dim: number }; placement?: ResolvedPlacement },
     encoderPositions: number,
     options: { file?: string; signal?: AbortSignal } = {},
   ): Promise<IPAdapter> {
@@ -160,7 +161,8 @@ export class IPAdapter {
     const { kind, tensors } = convertIpAdapter(sd, options.file);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().ipAdapter.load(kind, tensors, JSON.stringify(unet.ipAttentionSites()), unet.config.cross_attention_dim, encoderPositions);
+      handle = await addon().ipAdapter.load(kind, tensors, JSON.stringify(unet.ipAttentionSites()), unet.config.cross_attention_dim, encoderPositions,
+        unet.placement);
     } catch (e) {
       const err = fromNativeError(e);
       if (options.file && err instanceof PiaError && !err.file) err.message = `${options.file}: ${err.message}`;

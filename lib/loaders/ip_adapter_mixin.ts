@@ -61,7 +61,7 @@ export class IPAdapterMixin {
       if (!isFile(join(encDir, 'config.json'))) {
         throw new PiaError('E_MODEL_NOT_FOUND', `IP-Adapter: the pipeline has no image encoder and ${encDir} holds none (config.json missing)`, { file: encDir });
       }
-      encoder = await CLIPVisionModelWithProjection.fromPretrained(encDir, { signal });
+      encoder = await CLIPVisionModelWithProjection.fromPretrained(encDir, { signal, device: unet.placement.device, dtype: unet.placement.dtype });
     }
     let adapter: IPAdapter;
     try {

@@ -7,6 +7,8 @@ import type { WeightSource } from '../loaders/key_map.js';
 import { Generator } from '../random/generator.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
+import { modelPlacement, type PlacementOptions, type ResolvedPlacement } from '../loaders/device_options.js';
+import type { ModelCpuOffload } from './model_cpu_offload.js';
 
 /**
  * config.json with every AutoencoderKL.__init__ key filled in (diffusers' `vae.config`, snake_case),
@@ -127,13 +129,18 @@ function distribution(mean: Tensor, logvar: Tensor, std: Tensor): LatentDistribu
 
 export class AutoencoderKL {
   readonly config: AutoencoderKLConfig;
+  /** Where it runs (lib/loaders/device_options.ts); in float32 on a GPU when a pipeline asked for float16 (force_upcast). */
+  readonly placement: ResolvedPlacement;
+  /** Set by a pipeline's enableModelCpuOffload. */
+  cpuOffload: ModelCpuOffload | undefined;
   #handle: NativeModelHandle | undefined;
   #slicing = false;
   #tiling = false;
 
-  private constructor(handle: NativeModelHandle, config: AutoencoderKLConfig) {
+  private constructor(handle: NativeModelHandle, config: AutoencoderKLConfig, placement: ResolvedPlacement) {
     this.#handle = handle;
     this.config = config;
+    this.placement = placement;
   }
 
   /**
@@ -150,9 +157,10 @@ export class AutoencoderKL {
       signal: options.signal,
     });
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options, folder.config.force_upcast !== false);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().autoencoderKL.load(folder.configJson, folder.weightPaths);
+      handle = await addon().autoencoderKL.load(folder.configJson, folder.weightPaths, placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -160,7 +168,7 @@ export class AutoencoderKL {
       addon().autoencoderKL.dispose(handle);
       throw abortError(options.signal);
     }
-    return new AutoencoderKL(handle, vaeConfig(folder.config));
+    return new AutoencoderKL(handle, vaeConfig(folder.config), placement);
   }
 
   /**
@@ -168,12 +176,13 @@ export class AutoencoderKL {
    * tensors of a single-file checkpoint; lib/loaders/single_file.ts).
    */
   static async fromWeightSources(
-    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } = {},
+    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } & PlacementOptions = {},
   ): Promise<AutoencoderKL> {
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options, config.force_upcast !== false);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().autoencoderKL.load(JSON.stringify(config), sources);
+      handle = await addon().autoencoderKL.load(JSON.stringify(config), sources, placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -181,7 +190,7 @@ export class AutoencoderKL {
       addon().autoencoderKL.dispose(handle);
       throw abortError(options.signal);
     }
-    return new AutoencoderKL(handle, vaeConfig(config));
+    return new AutoencoderKL(handle, vaeConfig(config), placement);
   }
 
   /** 2^(len(block_out_channels) - 1), the pipelines' `vae_scale_factor`. */
@@ -202,7 +211,8 @@ export class AutoencoderKL {
       throw new PiaError('E_INVALID_ARGUMENT', `x: expected ${this.config.in_channels} channels, got shape [${x.shape.join(', ')}]`, { option: 'x' });
     }
     const input = { data: x.data, shape: x.shape };
-    const out = await cancellable(options.signal, (token) => addon().autoencoderKL.encode(handle, input, this.#slicing, this.#tiling, token));
+    const out = await this.#placed(() =>
+      cancellable(options.signal, (token) => addon().autoencoderKL.encode(handle, input, this.#slicing, this.#tiling, token)));
     return distribution(out.mean, out.logvar, out.std);
   }
 
@@ -215,7 +225,8 @@ export class AutoencoderKL {
       throw new PiaError('E_INVALID_ARGUMENT', `z: expected ${this.config.latent_channels} channels, got shape [${z.shape.join(', ')}]`, { option: 'z' });
     }
     const input = { data: z.data, shape: z.shape };
-    return cancellable(options.signal, (token) => addon().autoencoderKL.decode(handle, input, this.#slicing, this.#tiling, token));
+    return this.#placed(() =>
+      cancellable(options.signal, (token) => addon().autoencoderKL.decode(handle, input, this.#slicing, this.#tiling, token)));
   }
 
   /** diffusers enable_slicing(): encode/decode one batch item at a time. */
@@ -250,6 +261,19 @@ export class AutoencoderKL {
   }
 
   /** Frees the native weights; further calls fail. Safe to call twice. */
+  /** The weights to the GPU (true) or host memory (false); model CPU offload (lib/models/model_cpu_offload.ts). */
+  async setResident(onDevice: boolean): Promise<void> {
+    try {
+      await addon().autoencoderKL.setResident(this.#live(), onDevice);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  #placed<T>(call: () => Promise<T>): Promise<T> {
+    return this.cpuOffload ? this.cpuOffload.run(this, call) : call();
+  }
+
   dispose(): void {
     if (this.#handle) addon().autoencoderKL.dispose(this.#handle);
     this.#handle = undefined;

@@ -5,6 +5,8 @@ import type { NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from
 import type { WeightSource } from '../loaders/key_map.js';
 import type { Tensor } from '../tensor.js';
 import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
+import { modelPlacement, type PlacementOptions, type ResolvedPlacement } from '../loaders/device_options.js';
+import type { ModelCpuOffload } from './model_cpu_offload.js';
 
 /** config.json of the text encoder (Hugging Face keys; the fields the network reads, and the rest). */
 export interface CLIPTextConfig {
@@ -62,10 +64,15 @@ function textConfig(raw: Record<string, unknown>): CLIPTextConfig {
 
 export class CLIPTextModel {
   #config: CLIPTextConfig;
+  /** Where it runs (lib/loaders/device_options.ts). */
+  readonly placement: ResolvedPlacement;
+  /** Set by a pipeline's enableModelCpuOffload. */
+  cpuOffload: ModelCpuOffload | undefined;
   #handle: NativeModelHandle | undefined;
 
-  private constructor(handle: NativeModelHandle, config: CLIPTextConfig) {
+  private constructor(handle: NativeModelHandle, config: CLIPTextConfig, placement: ResolvedPlacement) {
     this.#handle = handle;
+    this.placement = placement;
     this.#config = config;
   }
 
@@ -89,9 +96,10 @@ export class CLIPTextModel {
       signal: options.signal,
     });
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().clipTextModel.load(folder.configJson, folder.weightPaths);
+      handle = await addon().clipTextModel.load(folder.configJson, folder.weightPaths, placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -99,7 +107,7 @@ export class CLIPTextModel {
       addon().clipTextModel.dispose(handle);
       throw abortError(options.signal);
     }
-    return new CLIPTextModel(handle, textConfig(folder.config));
+    return new CLIPTextModel(handle, textConfig(folder.config), placement);
   }
 
   /**
@@ -107,12 +115,13 @@ export class CLIPTextModel {
    * `cond_stage_model.transformer.*` tensors of a single-file checkpoint; lib/loaders/single_file.ts).
    */
   static async fromWeightSources(
-    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } = {},
+    config: Record<string, unknown>, sources: WeightSource[], options: { signal?: AbortSignal } & PlacementOptions = {},
   ): Promise<CLIPTextModel> {
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().clipTextModel.load(JSON.stringify(config), sources);
+      handle = await addon().clipTextModel.load(JSON.stringify(config), sources, placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -120,7 +129,7 @@ export class CLIPTextModel {
       addon().clipTextModel.dispose(handle);
       throw abortError(options.signal);
     }
-    return new CLIPTextModel(handle, textConfig(config));
+    return new CLIPTextModel(handle, textConfig(config), placement);
   }
 
   /** Runs the encoder on token ids ([batch][seq_len], e.g. CLIPTokenizer's `inputIds`). */
@@ -161,7 +170,7 @@ export class CLIPTextModel {
     if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
     let out;
     try {
-      out = await addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates, loraScale);
+      out = await this.#placed(() => addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates, loraScale));
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -215,6 +224,19 @@ export class CLIPTextModel {
   }
 
   /** Frees the native weights; further calls fail. Safe to call twice. */
+  /** The weights to the GPU (true) or host memory (false); model CPU offload (lib/models/model_cpu_offload.ts). */
+  async setResident(onDevice: boolean): Promise<void> {
+    try {
+      await addon().clipTextModel.setResident(this.#live(), onDevice);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  #placed<T>(call: () => Promise<T>): Promise<T> {
+    return this.cpuOffload ? this.cpuOffload.run(this, call) : call();
+  }
+
   dispose(): void {
     if (this.#handle) addon().clipTextModel.dispose(this.#handle);
     this.#handle = undefined;

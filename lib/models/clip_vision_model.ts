@@ -5,6 +5,7 @@ import { addon } from '../native/addon.js';
 import type { NativeModelHandle } from '../native/types.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
+import { modelPlacement, type ResolvedPlacement } from '../loaders/device_options.js';
 
 /** config.json of the image encoder (Hugging Face keys; the fields the network reads, and the rest). */
 export interface CLIPVisionConfig {
@@ -55,10 +56,13 @@ function visionConfig(raw: Record<string, unknown>): CLIPVisionConfig {
 
 export class CLIPVisionModelWithProjection {
   readonly config: CLIPVisionConfig;
+  /** Where it runs (lib/loaders/device_options.ts). */
+  readonly placement: ResolvedPlacement;
   #handle: NativeModelHandle | undefined;
 
-  private constructor(handle: NativeModelHandle, config: CLIPVisionConfig) {
+  private constructor(handle: NativeModelHandle, config: CLIPVisionConfig, placement: ResolvedPlacement) {
     this.#handle = handle;
+    this.placement = placement;
     this.config = config;
   }
 
@@ -77,9 +81,10 @@ export class CLIPVisionModelWithProjection {
       signal: options.signal,
     });
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options);
     let handle: NativeModelHandle;
     try {
-      handle = await addon().clipVisionModel.load(folder.configJson, folder.weightPaths);
+      handle = await addon().clipVisionModel.load(folder.configJson, folder.weightPaths, placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -87,7 +92,7 @@ export class CLIPVisionModelWithProjection {
       addon().clipVisionModel.dispose(handle);
       throw abortError(options.signal);
     }
-    return new CLIPVisionModelWithProjection(handle, visionConfig(folder.config));
+    return new CLIPVisionModelWithProjection(handle, visionConfig(folder.config), placement);
   }
 
   /** Runs the encoder on `pixelValues` [B, num_channels, image_size, image_size] (CLIPImageProcessor's output). */

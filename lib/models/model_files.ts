@@ -5,6 +5,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PiaError, throwIfAborted } from '../errors.js';
 import { isFile, resolveModel } from '../loaders/hub.js';
+import type { PlacementOptions } from '../loaders/device_options.js';
 
 export interface ModelFolder {
   /** Absolute path of the folder. */
@@ -31,8 +32,8 @@ export interface ModelFolderOptions {
   signal?: AbortSignal;
 }
 
-/** Options every model class's fromPretrained takes (diffusers' names). */
-export interface FromPretrainedOptions {
+/** Options every model class's fromPretrained takes (diffusers' names; device/dtype: lib/loaders/device_options.ts). */
+export interface FromPretrainedOptions extends PlacementOptions {
   signal?: AbortSignal;
   variant?: string;
   revision?: string;

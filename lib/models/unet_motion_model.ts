@@ -7,6 +7,8 @@ import { assertTensor, type Tensor } from '../tensor.js';
 import type { IPAdapter } from '../loaders/ip_adapter.js';
 import { MotionAdapter } from './motion_adapter.js';
 import { UNet2DConditionModel } from './unet_2d_condition_model.js';
+import { modelPlacement, type PlacementOptions, type ResolvedPlacement } from '../loaders/device_options.js';
+import type { ModelCpuOffload } from './model_cpu_offload.js';
 
 /** The config UNetMotionModel.from_unet2d derives from the 2-D UNet's and the adapter's. */
 export interface UNetMotionConfig {
@@ -67,13 +69,18 @@ async function cancellable<T>(signal: AbortSignal | undefined, call: (token?: Na
 
 export class UNetMotionModel {
   readonly config: UNetMotionConfig;
+  /** Where it runs (lib/loaders/device_options.ts); an IP-Adapter attached to it is placed alike. */
+  readonly placement: ResolvedPlacement;
+  /** Set by a pipeline's enableModelCpuOffload. */
+  cpuOffload: ModelCpuOffload | undefined;
   #handle: NativeModelHandle | undefined;
   #freeU: NativeFreeU | null = null;
   #ipAdapter: IPAdapter | undefined;
   #ipScale = 1;
 
-  private constructor(handle: NativeModelHandle, config: UNetMotionConfig) {
+  private constructor(handle: NativeModelHandle, config: UNetMotionConfig, placement: ResolvedPlacement) {
     this.#handle = handle;
+    this.placement = placement;
     this.config = config;
   }
 
@@ -86,11 +93,12 @@ export class UNetMotionModel {
   static async fromUnet2d(
     unet: string | UNet2DConditionModel,
     adapter: MotionAdapter,
-    options: { signal?: AbortSignal } = {},
+    options: { signal?: AbortSignal } & PlacementOptions = {},
   ): Promise<UNetMotionModel> {
     throwIfAborted(options.signal);
+    const placement = modelPlacement(options);
     if (!(adapter instanceof MotionAdapter)) throw invalidArgument('adapter', 'expected a MotionAdapter (MotionAdapter.fromPretrained)');
-    const unet2d = typeof unet === 'string' ? await UNet2DConditionModel.fromPretrained(unet, options) : unet;
+    const unet2d = typeof unet === 'string' ? await UNet2DConditionModel.fromPretrained(unet, { signal: options.signal }) : unet;
     if (!(unet2d instanceof UNet2DConditionModel)) {
       throw invalidArgument('unet', 'expected a folder path or a UNet2DConditionModel');
     }
@@ -98,7 +106,7 @@ export class UNetMotionModel {
     const native = addon().unetMotionModel;
     let handle: NativeModelHandle;
     try {
-      handle = await native.load(unet2d.configJson, [...unet2d.weightSources], adapter.configJson, [...adapter.weightSources]);
+      handle = await native.load(unet2d.configJson, [...unet2d.weightSources], adapter.configJson, [...adapter.weightSources], placement);
     } catch (e) {
       throw fromNativeError(e);
     }
@@ -107,7 +115,7 @@ export class UNetMotionModel {
       throw abortError(options.signal);
     }
     const config = Object.freeze(JSON.parse(native.config(handle))) as UNetMotionConfig;
-    return new UNetMotionModel(handle, config);
+    return new UNetMotionModel(handle, config, placement);
   }
 
   /**
@@ -157,9 +165,9 @@ export class UNetMotionModel {
     }
     if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
     const freeU = this.#freeU;
-    return cancellable(options.signal, (token) =>
+    return this.#placed(() => cancellable(options.signal, (token) =>
       addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, freeU, token, loraScale,
-        ipAdapter ? { adapter: ipAdapter.handle, imageEmbeds: options.imageEmbeds!, scale: this.#ipScale } : null));
+        ipAdapter ? { adapter: ipAdapter.handle, imageEmbeds: options.imageEmbeds!, scale: this.#ipScale } : null)));
   }
 
   /** The spatial cross-attention layers (attn2 of the Transformer2DModels) an IP-Adapter attaches to. */
@@ -226,6 +234,19 @@ export class UNetMotionModel {
   /** The FreeU settings in effect (null when disabled). */
   get freeU(): Readonly<FreeUOptions> | null {
     return this.#freeU ? { ...this.#freeU } : null;
+  }
+
+  /** The weights to the GPU (true) or host memory (false); model CPU offload (lib/models/model_cpu_offload.ts). */
+  async setResident(onDevice: boolean): Promise<void> {
+    try {
+      await addon().unetMotionModel.setResident(this.#live(), onDevice);
+    } catch (e) {
+      throw fromNativeError(e);
+    }
+  }
+
+  #placed<T>(call: () => Promise<T>): Promise<T> {
+    return this.cpuOffload ? this.cpuOffload.run(this, call) : call();
   }
 
   /** Frees the native weights; calls after this throw E_INVALID_ARGUMENT. A forward in flight completes. */

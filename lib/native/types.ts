@@ -38,9 +38,29 @@ export interface CudaDeviceInfo {
   runtimeVersion: number;
 }
 
+/** An optional NVIDIA library the CUDA backend looks for at run time (native/cuda/library_search.h). */
+export interface OptionalLibraryInfo {
+  found: boolean;
+  path?: string;
+  /** Opened by the CUDA backend and used. */
+  inUse: boolean;
+  version?: string;
+  /** Why it is not in use. */
+  note?: string;
+}
+
 export interface BackendsInfo {
   cpu: { threads: number; features: string[] };
-  cuda: { available: boolean; reason?: string; library?: string; devices?: CudaDeviceInfo[] };
+  cuda: {
+    available: boolean; reason?: string; library?: string; devices?: CudaDeviceInfo[];
+    libraries?: { cublasLt: OptionalLibraryInfo; cudnn: OptionalLibraryInfo };
+  };
+}
+
+/** Where a network is built (lib/loaders/device_options.ts resolves it; the addon never sees 'auto'). */
+export interface NativePlacement {
+  device: string;
+  dtype: 'float32' | 'float16' | 'bfloat16';
 }
 
 /** A loaded network (a type-tagged External); only the addon's own functions accept it. */
@@ -78,7 +98,9 @@ export interface NativeLoraContribution {
 }
 
 export interface NativeCLIPTextModel {
-  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
+  load(configJson: string, weightPaths: NativeWeightSource[], placement?: NativePlacement): Promise<NativeModelHandle>;
+  /** Weights to the GPU (true) or host memory (false): model CPU offload. */
+  setResident(handle: NativeModelHandle, onDevice: boolean): Promise<void>;
   /** clipSkip -1: none. */
   forward(
     handle: NativeModelHandle, ids: Int32Array, batch: number, seqLen: number, clipSkip: number, outputHiddenStates: boolean,
@@ -97,7 +119,9 @@ export interface NativeCLIPTextModel {
 export type NativeCancelToken = object & { readonly __nativeCancel?: never };
 
 export interface NativeAutoencoderKL {
-  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
+  load(configJson: string, weightPaths: NativeWeightSource[], placement?: NativePlacement): Promise<NativeModelHandle>;
+  /** Weights to the GPU (true) or host memory (false): model CPU offload. */
+  setResident(handle: NativeModelHandle, onDevice: boolean): Promise<void>;
   encode(handle: NativeModelHandle, x: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
     Promise<{ mean: NativeTensor; logvar: NativeTensor; std: NativeTensor }>;
   decode(handle: NativeModelHandle, z: NativeTensor, slicing: boolean, tiling: boolean, cancel?: NativeCancelToken):
@@ -115,8 +139,9 @@ export interface NativeFreeU {
 }
 
 export interface NativeUNetMotionModel {
-  load(unetConfigJson: string, unetWeightPaths: NativeWeightSource[], adapterConfigJson: string, adapterWeightPaths: NativeWeightSource[]):
-    Promise<NativeModelHandle>;
+  load(unetConfigJson: string, unetWeightPaths: NativeWeightSource[], adapterConfigJson: string, adapterWeightPaths: NativeWeightSource[],
+    placement?: NativePlacement): Promise<NativeModelHandle>;
+  setResident(handle: NativeModelHandle, onDevice: boolean): Promise<void>;
   /** The UNetMotionModel config from_unet2d derived, as JSON. */
   config(handle: NativeModelHandle): string;
   forward(
@@ -133,7 +158,9 @@ export interface NativeUNetMotionModel {
 }
 
 export interface NativeCLIPVisionModel {
-  load(configJson: string, weightPaths: NativeWeightSource[]): Promise<NativeModelHandle>;
+  load(configJson: string, weightPaths: NativeWeightSource[], placement?: NativePlacement): Promise<NativeModelHandle>;
+  /** Weights to the GPU (true) or host memory (false): model CPU offload. */
+  setResident(handle: NativeModelHandle, onDevice: boolean): Promise<void>;
   forward(handle: NativeModelHandle, pixelValues: NativeTensor, outputHiddenStates: boolean):
     Promise<{ imageEmbeds: NativeTensor; lastHiddenState: NativeTensor; hiddenStates?: NativeTensor[] }>;
   dispose(handle: NativeModelHandle): void;
@@ -149,7 +176,7 @@ export interface NativeIpAttentionSite {
 export interface NativeIPAdapter {
   /** tensors: diffusers-named `image_proj.*` and original `ip_adapter.<id>.to_{k,v}_ip.weight` (float32). */
   load(kind: 'base' | 'plus', tensors: Record<string, NativeTensor>, sitesJson: string, crossAttentionDim: number,
-    encoderPositions: number): Promise<NativeModelHandle>;
+    encoderPositions: number, placement?: NativePlacement): Promise<NativeModelHandle>;
   /** The image tokens [B, T, cross_attention_dim] of the image embeds (encoder_hid_proj). */
   project(handle: NativeModelHandle, imageEmbeds: NativeTensor): Promise<NativeTensor>;
   dispose(handle: NativeModelHandle): void;

@@ -14,7 +14,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
 import { isFile, resolveModel } from '../loaders/hub.js';
-import { resolvePlacement, type PipelineDevice, type PipelineDtype } from '../loaders/device_options.js';
+import { resolvePlacement, withPipelinePlacement, type PipelineDevice, type PipelineDtype } from '../loaders/device_options.js';
+import { ModelCpuOffload } from '../models/model_cpu_offload.js';
 import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
 import { CLIPTextModel } from '../models/clip_text_model.js';
 import { AutoencoderKL } from '../models/autoencoder_kl.js';
@@ -161,7 +162,12 @@ export class PIAPipeline {
     if (!options || !(options.motionAdapter instanceof MotionAdapter)) {
       throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromPretrained(dirOrRepo, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
     }
-    resolvePlacement(options.device, options.dtype);
+    // Every component is placed alike (the VAE in float32 where float16 would overflow: device_options.ts).
+    const placement = resolvePlacement(options.device, options.dtype);
+    return withPipelinePlacement(placement, () => PIAPipeline.#loadPretrained(dirOrRepo, options));
+  }
+
+  static async #loadPretrained(dirOrRepo: string, options: PIAFromPretrainedOptions): Promise<PIAPipeline> {
     const { signal, variant, revision } = options;
     if (variant !== undefined && (typeof variant !== 'string' || !/^[\w-]+$/.test(variant))) {
       throw invalidArgument('variant', `expected a name such as 'fp16', got ${JSON.stringify(variant)}`);
@@ -233,7 +239,11 @@ export class PIAPipeline {
     if (!options || !(options.motionAdapter instanceof MotionAdapter)) {
       throw invalidArgument('motionAdapter', 'is required: PIAPipeline.fromSingleFile(path, { motionAdapter: await MotionAdapter.fromPretrained(...) })');
     }
-    resolvePlacement(options.device, options.dtype);
+    const placement = resolvePlacement(options.device, options.dtype);
+    return withPipelinePlacement(placement, () => PIAPipeline.#loadSingleFile(path, options));
+  }
+
+  static async #loadSingleFile(path: string, options: PIAFromSingleFileOptions): Promise<PIAPipeline> {
     const c = await loadSingleFileComponents(path, { vae: options.vae, config: options.config, signal: options.signal });
     try {
       const unet = await withUnetFileKeys(() => UNetMotionModel.fromUnet2d(c.unet, options.motionAdapter, { signal: options.signal }), c.unet);
@@ -293,6 +303,20 @@ export class PIAPipeline {
   disableVaeSlicing(): void { this.vae.disableSlicing(); }
   enableVaeTiling(): void { this.vae.enableTiling(); }
   disableVaeTiling(): void { this.vae.disableTiling(); }
+
+  /**
+   * diffusers' enable_model_cpu_offload: of the text encoder, UNet and VAE only the one running keeps its
+   * weights on the GPU; the others wait in host memory (lib/models/model_cpu_offload.ts). An IP-Adapter's
+   * image encoder stays where it is (it is small). Nothing moves for networks on the CPU.
+   */
+  enableModelCpuOffload(): void {
+    const parts = [this.textEncoder, this.unet, this.vae].filter(
+      (m): m is CLIPTextModel | UNetMotionModel | AutoencoderKL =>
+        m instanceof CLIPTextModel || m instanceof UNetMotionModel || m instanceof AutoencoderKL,
+    );
+    const group = new ModelCpuOffload(parts);
+    for (const m of parts) m.cpuOffload = group.has(m) ? group : undefined;
+  }
 
   dispose(): void {
     this.#ip.dispose();

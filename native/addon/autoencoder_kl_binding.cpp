@@ -9,6 +9,7 @@
 #include "bindings.h"
 #include "js_errors.h"
 #include "model_handle.h"
+#include "placement.h"
 #include "tensor_js.h"
 
 namespace pia::addon {
@@ -25,17 +26,20 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto args = std::make_shared<LoadArgs>(load_args(info, "autoencoderKL.load"));
+    const Placement place = placement_arg(info, 2, "autoencoderKL.load");
     auto model = std::make_shared<std::shared_ptr<const AutoencoderKL>>();
+    auto backend = std::make_shared<std::shared_ptr<Backend>>();
     return run_async(
         env,
-        [args, model] {
+        [args, model, backend, place] {
           AutoencoderKLConfig config = AutoencoderKLConfig::from_json(parse_config(args->config_json));
           WeightStore store;
           store.set_label("vae");
           add_weight_files(store, args->weight_paths);
-          *model = std::make_shared<const AutoencoderKL>(config, store, make_cpu_backend());
+          *backend = placement_backend(place);
+          *model = std::make_shared<const AutoencoderKL>(config, store, *backend);
         },
-        [model](Napi::Env e) { return wrap_model<AutoencoderKL>(e, *model, &kVaeTag); });
+        [model, backend](Napi::Env e) { return wrap_model<AutoencoderKL>(e, *model, &kVaeTag, *backend); });
   });
 }
 
@@ -98,6 +102,10 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SetResident(const Napi::CallbackInfo& info) {
+  return set_resident<AutoencoderKL>(info, &kVaeTag, "autoencoderKL.setResident");
+}
+
 }  // namespace
 
 void register_autoencoder_kl(Napi::Env env, Napi::Object exports) {
@@ -106,6 +114,7 @@ void register_autoencoder_kl(Napi::Env env, Napi::Object exports) {
   o.Set("encode", Napi::Function::New(env, Encode, "encode"));
   o.Set("decode", Napi::Function::New(env, Decode, "decode"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("setResident", Napi::Function::New(env, SetResident, "setResident"));
   o.Set("cancelToken", Napi::Function::New(env, make_cancel_token, "cancelToken"));
   o.Set("cancel", Napi::Function::New(env, cancel_token, "cancel"));
   exports.Set("autoencoderKL", o);

@@ -47,6 +47,19 @@ Napi::Value Backends(const Napi::CallbackInfo& info) {
       devs.Set(uint32_t(i), o);
     }
     if (s.available) cuda.Set("devices", devs);
+    Napi::Object libs = Napi::Object::New(env);
+    auto lib = [&](const char* key, const OptionalLibrary& l) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("found", Napi::Boolean::New(env, !l.path.empty()));
+      if (!l.path.empty()) o.Set("path", l.path);
+      o.Set("inUse", Napi::Boolean::New(env, l.in_use));
+      if (!l.version.empty()) o.Set("version", l.version);
+      if (!l.note.empty()) o.Set("note", l.note);
+      libs.Set(key, o);
+    };
+    lib("cublasLt", s.cublaslt);
+    lib("cudnn", s.cudnn);
+    cuda.Set("libraries", libs);
     out.Set("cuda", cuda);
     return out;
   });

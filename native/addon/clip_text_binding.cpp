@@ -11,6 +11,7 @@
 #include "js_errors.h"
 #include "lora_js.h"
 #include "model_handle.h"
+#include "placement.h"
 #include "tensor_js.h"
 
 namespace pia::addon {
@@ -27,17 +28,20 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto args = std::make_shared<LoadArgs>(load_args(info, "clipTextModel.load"));
+    const Placement place = placement_arg(info, 2, "clipTextModel.load");
     auto model = std::make_shared<std::shared_ptr<const CLIPTextModel>>();
+    auto backend = std::make_shared<std::shared_ptr<Backend>>();
     return run_async(
         env,
-        [args, model] {
+        [args, model, backend, place] {
           CLIPTextConfig config = CLIPTextConfig::from_json(parse_config(args->config_json));
           WeightStore store;
           store.set_label("text_encoder");
           add_weight_files(store, args->weight_paths);
-          *model = std::make_shared<const CLIPTextModel>(config, store, make_cpu_backend());
+          *backend = placement_backend(place);
+          *model = std::make_shared<const CLIPTextModel>(config, store, *backend);
         },
-        [model](Napi::Env e) { return wrap_model<CLIPTextModel>(e, *model, &kClipTag); });
+        [model, backend](Napi::Env e) { return wrap_model<CLIPTextModel>(e, *model, &kClipTag, *backend); });
   });
 }
 
@@ -128,6 +132,10 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SetResident(const Napi::CallbackInfo& info) {
+  return set_resident<CLIPTextModel>(info, &kClipTag, "clipTextModel.setResident");
+}
+
 }  // namespace
 
 void register_clip_text(Napi::Env env, Napi::Object exports) {
@@ -135,6 +143,7 @@ void register_clip_text(Napi::Env env, Napi::Object exports) {
   o.Set("load", Napi::Function::New(env, Load, "load"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("setResident", Napi::Function::New(env, SetResident, "setResident"));
   o.Set("loraTargets", Napi::Function::New(env, LoraTargets, "loraTargets"));
   o.Set("setLora", Napi::Function::New(env, SetLora, "setLora"));
   o.Set("addTokens", Napi::Function::New(env, AddTokens, "addTokens"));

@@ -9,6 +9,7 @@
 #include "bindings.h"
 #include "js_errors.h"
 #include "model_handle.h"
+#include "placement.h"
 #include "tensor_js.h"
 
 namespace pia::addon {
@@ -25,17 +26,20 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     auto args = std::make_shared<LoadArgs>(load_args(info, "clipVisionModel.load"));
+    const Placement place = placement_arg(info, 2, "clipVisionModel.load");
     auto model = std::make_shared<std::shared_ptr<const CLIPVisionModelWithProjection>>();
+    auto backend = std::make_shared<std::shared_ptr<Backend>>();
     return run_async(
         env,
-        [args, model] {
+        [args, model, backend, place] {
           CLIPVisionConfig config = CLIPVisionConfig::from_json(parse_config(args->config_json));
           WeightStore store;
           store.set_label("image_encoder");
           add_weight_files(store, args->weight_paths);
-          *model = std::make_shared<const CLIPVisionModelWithProjection>(config, store, make_cpu_backend());
+          *backend = placement_backend(place);
+          *model = std::make_shared<const CLIPVisionModelWithProjection>(config, store, *backend);
         },
-        [model](Napi::Env e) { return wrap_model<CLIPVisionModelWithProjection>(e, *model, &kClipVisionTag); });
+        [model, backend](Napi::Env e) { return wrap_model<CLIPVisionModelWithProjection>(e, *model, &kClipVisionTag, *backend); });
   });
 }
 
@@ -76,6 +80,10 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SetResident(const Napi::CallbackInfo& info) {
+  return set_resident<CLIPVisionModelWithProjection>(info, &kClipVisionTag, "clipVisionModel.setResident");
+}
+
 }  // namespace
 
 void register_clip_vision(Napi::Env env, Napi::Object exports) {
@@ -83,6 +91,7 @@ void register_clip_vision(Napi::Env env, Napi::Object exports) {
   o.Set("load", Napi::Function::New(env, Load, "load"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("setResident", Napi::Function::New(env, SetResident, "setResident"));
   exports.Set("clipVisionModel", o);
 }
 

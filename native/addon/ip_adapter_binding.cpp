@@ -11,6 +11,7 @@
 #include "ip_adapter_handle.h"
 #include "js_errors.h"
 #include "model_handle.h"
+#include "placement.h"
 #include "tensor_js.h"
 
 namespace pia::addon {
@@ -47,10 +48,13 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     args->sites_json = info[2].As<Napi::String>().Utf8Value();
     args->cross = info[3].As<Napi::Number>().Int64Value();
     args->positions = info[4].As<Napi::Number>().Int64Value();
+    // The UNet's placement: the IP attention weights are read inside its cross-attention.
+    const Placement place = placement_arg(info, 5, "ipAdapter.load");
     auto model = std::make_shared<std::shared_ptr<const IPAdapter>>();
+    auto backend = std::make_shared<std::shared_ptr<Backend>>();
     return run_async(
         env,
-        [args, model] {
+        [args, model, backend, place] {
           std::vector<IpAttnSite> sites;
           const JsonValue j = parse_config(args->sites_json);
           for (const JsonValue& s : j.array) {
@@ -59,10 +63,11 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
           }
           WeightStore store;
           for (auto& [name, tensor] : args->tensors) store.put(name, tensor);
-          *model = std::make_shared<const IPAdapter>(make_cpu_backend(), store, args->kind, sites, args->cross,
+          *backend = placement_backend(place);
+          *model = std::make_shared<const IPAdapter>(*backend, store, args->kind, sites, args->cross,
                                                      args->positions);
         },
-        [model](Napi::Env e) { return wrap_model<IPAdapter>(e, *model, &kIPAdapterTag); });
+        [model, backend](Napi::Env e) { return wrap_model<IPAdapter>(e, *model, &kIPAdapterTag, *backend); });
   });
 }
 

@@ -16,6 +16,7 @@
 #include "../io/torch_checkpoint.h"
 #include "../io/weight_file.h"
 #include "../nn/weight_store.h"
+#include "../ops/backend.h"
 #include "js_errors.h"
 
 namespace pia::addon {
@@ -23,11 +24,14 @@ namespace pia::addon {
 template <typename Model>
 struct ModelHandle {
   std::shared_ptr<const Model> model;
+  // The backend the network was built on (placement.h), for moving its weights (setResident).
+  std::shared_ptr<Backend> backend;
 };
 
 template <typename Model>
-Napi::Value wrap_model(Napi::Env env, std::shared_ptr<const Model> model, const napi_type_tag* tag) {
-  auto* h = new ModelHandle<Model>{std::move(model)};
+Napi::Value wrap_model(Napi::Env env, std::shared_ptr<const Model> model, const napi_type_tag* tag,
+                       std::shared_ptr<Backend> backend = nullptr) {
+  auto* h = new ModelHandle<Model>{std::move(model), std::move(backend)};
   auto ext = Napi::External<ModelHandle<Model>>::New(env, h, [](Napi::Env, ModelHandle<Model>* p) { delete p; });
   ext.TypeTag(tag);
   return ext;

@@ -11,6 +11,7 @@
 #include "js_errors.h"
 #include "lora_js.h"
 #include "model_handle.h"
+#include "placement.h"
 #include "tensor_js.h"
 
 namespace pia::addon {
@@ -40,10 +41,12 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
     args->unet_paths = weight_sources(env, info[1], "unetWeightPaths");
     args->adapter_config = info[2].As<Napi::String>().Utf8Value();
     args->adapter_paths = weight_sources(env, info[3], "adapterWeightPaths");
+    const Placement place = placement_arg(info, 4, "unetMotionModel.load");
     auto model = std::make_shared<std::shared_ptr<const UNetMotionModel>>();
+    auto backend = std::make_shared<std::shared_ptr<Backend>>();
     return run_async(
         env,
-        [args, model] {
+        [args, model, backend, place] {
           UNetMotionModelConfig config =
               UNetMotionModelConfig::from_unet2d(parse_config(args->unet_config), parse_config(args->adapter_config));
           WeightStore unet, adapter;
@@ -51,9 +54,10 @@ Napi::Value Load(const Napi::CallbackInfo& info) {
           adapter.set_label("motion_adapter");
           add_weight_files(unet, args->unet_paths);
           add_weight_files(adapter, args->adapter_paths);
-          *model = std::make_shared<const UNetMotionModel>(make_cpu_backend(), config, unet, adapter);
+          *backend = placement_backend(place);
+          *model = std::make_shared<const UNetMotionModel>(*backend, config, unet, adapter);
         },
-        [model](Napi::Env e) { return wrap_model<UNetMotionModel>(e, *model, &kUNetMotionTag); });
+        [model, backend](Napi::Env e) { return wrap_model<UNetMotionModel>(e, *model, &kUNetMotionTag, *backend); });
   });
 }
 
@@ -178,6 +182,10 @@ Napi::Value Dispose(const Napi::CallbackInfo& info) {
   });
 }
 
+Napi::Value SetResident(const Napi::CallbackInfo& info) {
+  return set_resident<UNetMotionModel>(info, &kUNetMotionTag, "unetMotionModel.setResident");
+}
+
 }  // namespace
 
 void register_unet_motion(Napi::Env env, Napi::Object exports) {
@@ -186,6 +194,7 @@ void register_unet_motion(Napi::Env env, Napi::Object exports) {
   o.Set("config", Napi::Function::New(env, Config, "config"));
   o.Set("forward", Napi::Function::New(env, Forward, "forward"));
   o.Set("dispose", Napi::Function::New(env, Dispose, "dispose"));
+  o.Set("setResident", Napi::Function::New(env, SetResident, "setResident"));
   o.Set("ipAttentionSites", Napi::Function::New(env, IpAttentionSites, "ipAttentionSites"));
   o.Set("loraTargets", Napi::Function::New(env, LoraTargets, "loraTargets"));
   o.Set("setLora", Napi::Function::New(env, SetLora, "setLora"));

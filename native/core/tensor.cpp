@@ -67,6 +67,19 @@ std::shared_ptr<Storage> Storage::adopt(void* data, size_t bytes, Device device,
   return s;
 }
 
+void Storage::rehome(void* data, Device device, Deleter deleter) {
+  if (deleter_) {
+    deleter_(data_);
+  } else if (owned_) {
+    std::free(data_);
+  }
+  owner_.reset();
+  data_ = data;
+  device_ = device;
+  owned_ = true;
+  deleter_ = std::move(deleter);
+}
+
 Storage::~Storage() {
   if (deleter_) {
     deleter_(data_);

@@ -37,6 +37,10 @@ class Storage {
   // Set by a backend that owns device memory (CUDA frees through its own allocator).
   using Deleter = std::function<void(void*)>;
   static std::shared_ptr<Storage> adopt(void* data, size_t bytes, Device device, Deleter deleter);
+  // Moves the bytes to a new home (model CPU offload: device <-> host) under the same Storage, so
+  // every tensor viewing it follows. The old memory is released as it would have been at
+  // destruction. The caller copies the bytes first and makes sure nothing reads them meanwhile.
+  void rehome(void* data, Device device, Deleter deleter);
 
  private:
   Storage() = default;

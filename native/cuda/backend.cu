@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common.cuh"
+#include "cublaslt.cuh"
 #include "cuda_api.h"
 #include "kernels.cuh"
 
@@ -115,6 +116,7 @@ __attribute__((visibility("default"))) int pia_cuda_get_ops(PiaCudaOps* out, siz
   t.fourier_filter = pia_cuda::fourier_filter;
   t.strided_copy = pia_cuda::strided_copy;
   t.convert = pia_cuda::convert;
+  t.use_cublaslt = pia_cuda::use_cublaslt;
   std::memcpy(out, &t, size);
   return 0;
 }

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PIA_CUDA_ABI_VERSION 2
+#define PIA_CUDA_ABI_VERSION 3
 
 // Return codes of the ops table; the message of the last failure on this thread is last_error().
 #define PIA_CUDA_OK 0
@@ -147,6 +147,11 @@ struct PiaCudaOps {
                       const int64_t* src_strides, void* dst, const int64_t* dst_strides);
   // Element type conversion of a contiguous buffer on the device.
   int (*convert)(int device, int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n);
+
+  // --- optional libraries ----------------------------------------------------------------------------
+  // Opens cuBLASLt at `path` (found by the core: library_search.h) for every later gemm; writes its
+  // version into info. Non-zero with last_error() when it cannot be used (gemm keeps our kernel).
+  int (*use_cublaslt)(const char* path, char* info, size_t infolen);
 };
 
 // Fills the table; returns 0, or non-zero when the caller's struct is larger than ours.

@@ -3,7 +3,9 @@
 #include "cuda_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <mutex>
 
 #include "../core/errors.h"
 #include "cuda_loader.h"
@@ -71,7 +73,12 @@ class CudaBackend final : public Backend {
   // --- memory -------------------------------------------------------------------------------------
   Tensor upload(const Tensor& host) override {
     if (!host.defined()) return host;
-    return to_device(host, "upload");
+    if (host.device() == Device::CUDA) return to_device(host, "upload");
+    Tensor y = to_device(host, "upload");
+    // Remembered for set_weights_resident; weak, so a weight dropped with its model is not kept.
+    std::lock_guard<std::mutex> lock(weights_mu_);
+    weights_.push_back(y.storage());
+    return y;
   }
   Tensor from_host(const Tensor& host) override {
     if (!host.defined()) bad("from_host", "x is undefined");
@@ -130,6 +137,22 @@ class CudaBackend final : public Backend {
       at += c.size(d);
     }
     return out;
+  }
+
+  void set_weights_resident(bool on_device) override {
+    std::lock_guard<std::mutex> lock(weights_mu_);
+    for (auto it = weights_.begin(); it != weights_.end();) {
+      std::shared_ptr<Storage> s = it->lock();
+      if (!s) {
+        it = weights_.erase(it);
+        continue;
+      }
+      if (s->bytes() && on_device && s->device() == Device::CPU) move_to_device(*s);
+      if (s->bytes() && !on_device && s->device() == Device::CUDA) move_to_host(*s);
+      ++it;
+    }
+    // The freed blocks go back to the driver, so that the next network has the memory.
+    if (!on_device) ok(ops_->empty_cache(dev_), "empty_cache");
   }
 
   // --- linear algebra -----------------------------------------------------------------------------
@@ -419,6 +442,36 @@ class CudaBackend final : public Backend {
   DType dt_;
   const PiaCudaOps* ops_;
 
+  std::mutex weights_mu_;
+  std::vector<std::weak_ptr<Storage>> weights_;  // what upload() put on the device
+
+  Storage::Deleter device_deleter() const {
+    const PiaCudaOps* ops = ops_;
+    const int dev = dev_;
+    return [ops, dev](void* q) {
+      if (q) ops->free(dev, q);
+    };
+  }
+
+  void move_to_host(Storage& s) {
+    void* h = std::aligned_alloc(64, (s.bytes() + 63) / 64 * 64);
+    if (!h) throw_error("E_OUT_OF_MEMORY", "offload: could not allocate " + std::to_string(s.bytes()) + " bytes of host memory");
+    const int rc = ops_->memcpy_d2h(dev_, h, s.data(), s.bytes());
+    if (rc != PIA_CUDA_OK) std::free(h);
+    ok(rc, "offload");
+    s.rehome(h, Device::CPU, [](void* p) { std::free(p); });
+  }
+
+  void move_to_device(Storage& s) {
+    void* d = nullptr;
+    ok(ops_->malloc(dev_, s.bytes(), &d), "reload");
+    // From pageable memory the copy returns once the bytes are staged, so the host block may go.
+    const int rc = ops_->memcpy_h2d(dev_, d, s.data(), s.bytes());
+    if (rc != PIA_CUDA_OK) ops_->free(dev_, d);
+    ok(rc, "reload");
+    s.rehome(d, Device::CUDA, device_deleter());
+  }
+
   static const std::shared_ptr<Backend>& cpu() {
     static const std::shared_ptr<Backend> b = make_cpu_backend();
     return b;
@@ -437,11 +490,7 @@ class CudaBackend final : public Backend {
     const size_t bytes = size_t(shape_numel(shape)) * dtype_size(dt);
     void* p = nullptr;
     if (bytes) ok(ops_->malloc(dev_, bytes, &p), "allocation");
-    const PiaCudaOps* ops = ops_;
-    const int dev = dev_;
-    auto storage = Storage::adopt(p, bytes, Device::CUDA, [ops, dev](void* q) {
-      if (q) ops->free(dev, q);
-    });
+    auto storage = Storage::adopt(p, bytes, Device::CUDA, device_deleter());
     return Tensor::from_storage(std::move(storage), 0, shape, dt);
   }
 

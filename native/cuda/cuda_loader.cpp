@@ -5,6 +5,8 @@
 
 #include <dlfcn.h>
 
+#include "library_search.h"
+
 namespace pia {
 
 namespace {
@@ -94,10 +96,38 @@ CudaStatus probe() {
   return s;
 }
 
+// cuBLASLt for the GEMMs when it is found (PIA_DISABLE_CUBLASLT=1 keeps our kernel, e.g. to
+// compare them); cuDNN is only reported: the convolutions run on our implicit-GEMM kernel.
+CudaStatus with_libraries(CudaStatus s) {
+  s.cublaslt.path = cublaslt_search().path;
+  s.cudnn.path = cudnn_search().path;
+  if (!s.cudnn.path.empty()) s.cudnn.note = "not used: convolutions run on the built-in implicit-GEMM kernel";
+  if (s.cublaslt.path.empty()) {
+    s.cublaslt.note = "not found; GEMMs run on the built-in tensor-core kernel";
+    return s;
+  }
+  if (!s.available) {
+    s.cublaslt.note = "CUDA is unavailable";
+    return s;
+  }
+  if (const char* off = std::getenv("PIA_DISABLE_CUBLASLT"); off && *off && std::string(off) != "0") {
+    s.cublaslt.note = "disabled by PIA_DISABLE_CUBLASLT";
+    return s;
+  }
+  char info[64] = {0};
+  if (g_api.ops.use_cublaslt(s.cublaslt.path.c_str(), info, sizeof info) == 0) {
+    s.cublaslt.in_use = true;
+    s.cublaslt.version = info;
+  } else {
+    s.cublaslt.note = g_api.ops.last_error();
+  }
+  return s;
+}
+
 }  // namespace
 
 const CudaStatus& cuda_status() {
-  static const CudaStatus s = probe();
+  static const CudaStatus s = with_libraries(probe());
   return s;
 }
 

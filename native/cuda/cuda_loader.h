@@ -17,11 +17,20 @@ struct CudaDevice {
   int driver_version = 0, runtime_version = 0;
 };
 
+// An optional NVIDIA library: where the search found it, whether the CUDA backend uses it.
+struct OptionalLibrary {
+  std::string path;     // empty: not found
+  bool in_use = false;  // opened by libpia_cuda.so
+  std::string version;  // when in use
+  std::string note;     // why it is not in use
+};
+
 struct CudaStatus {
   bool available = false;
   std::string reason;
   std::string library;  // path of libpia_cuda.so when found
   std::vector<CudaDevice> devices;
+  OptionalLibrary cublaslt, cudnn;  // searched even where CUDA is unavailable (pia doctor)
 };
 
 struct CudaApi {

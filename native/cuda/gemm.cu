@@ -7,6 +7,7 @@
 #include <mma.h>
 
 #include "common.cuh"
+#include "cublaslt.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
@@ -205,6 +206,7 @@ int gemm(int device, const PiaGemmArgs* a) {
     return PIA_CUDA_ERR_ARG;
   }
   if (a->M == 0 || a->N == 0 || a->batch == 0) return PIA_CUDA_OK;
+  if (int rc = PIA_CUDA_OK; cublaslt_gemm(device, *a, &rc)) return rc;
   GemmP p{};
   p.M = int(a->M);
   p.N = int(a->N);

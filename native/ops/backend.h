@@ -100,6 +100,13 @@ class Backend {
   // diffusers' FreeU fourier_filter on x [N, C, H, W]: fftn over (H, W), fftshift, scale the
   // centred (2·threshold)² low-frequency box by `scale`, back, real part.
   virtual Tensor fourier_filter(const Tensor& x, int threshold, float scale) = 0;
+
+  // --- residency (diffusers' enable_model_cpu_offload) ----------------------------------------------
+  // Moves every weight uploaded through this backend into host memory (false) or back onto the
+  // device (true); the weight tensors keep their identity, only where their bytes live changes.
+  // Nothing to do where weights already live in host memory (the CPU backend). Never while a call
+  // is running on these weights: the caller serialises.
+  virtual void set_weights_resident(bool on_device) { (void)on_device; }
 };
 
 // The CPU backend (always available).

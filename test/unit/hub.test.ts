@@ -3,8 +3,8 @@
 // holding relative symlinks into blobs/, refs/<branch> holding the commit), then models are loaded
 // from it by repo id, revision and variant, and compared with the same models loaded from folders.
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative, resolve } from 'node:path';
+import { cpSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { afterEach, before, beforeEach, describe, test } from 'node:test';
 import { backends } from '../../lib/backends.js';
 import { PiaError } from '../../lib/errors.js';
