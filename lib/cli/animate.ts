@@ -11,6 +11,7 @@ import { progressReporter } from './progress.js';
 import { DEFAULT_IP_ADAPTER, DEMO_IP_ADAPTER_FILE, parseIpAdapterArg } from './ip_adapter_arg.js';
 import { UsageError } from './usage_error.js';
 import { parseEmbeddingArg, parseLoraArg } from './weight_args.js';
+import type { PipelineDevice, PipelineDtype } from '../loaders/device_options.js';
 
 export const SCHEDULER_NAMES: Record<string, SchedulerClassName> = {
   ddim: 'DDIMScheduler',
@@ -44,6 +45,10 @@ export interface AnimateArgs {
   ipImage?: string;
   revision?: string;
   variant?: string;
+  /** 'auto' | 'cpu' | 'cuda' | 'cuda:N' and the GPU's dtype (checked by the pipeline loaders). */
+  device?: string;
+  dtype?: string;
+  cpuOffload?: boolean;
   scheduler?: string;
   steps?: string;
   guidance?: string;
@@ -127,7 +132,9 @@ export async function animate(a: AnimateArgs, signal: AbortSignal): Promise<Reco
   const embeddings = (a.embedding ?? []).map(parseEmbeddingArg);
   const { pipe, demo, description } = await loadCliPipeline({
     model: a.model, adapter: a.adapter, vae: a.vae, config: a.config, revision: a.revision, variant: a.variant, loras, embeddings, signal,
+    device: a.device as PipelineDevice | undefined, dtype: a.dtype as PipelineDtype | undefined,
   });
+  if (a.cpuOffload) pipe.enableModelCpuOffload();
   if (demo && !a.quiet && !a.json) {
     process.stderr.write(
       'pia: no --model given: using the tiny random-weight demo model bundled with the package.\n' +

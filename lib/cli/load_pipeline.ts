@@ -8,6 +8,7 @@ import { packageRoot } from '../native/package_root.js';
 import { PIAPipeline } from '../pipelines/pia.js';
 import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
 import type { EmbeddingArg, LoraArg } from './weight_args.js';
+import { withPipelinePlacement, type PipelineDevice, type PipelineDtype } from '../loaders/device_options.js';
 
 export const DEMO_MODEL_DIR = join(packageRoot, 'assets', 'demo-model');
 export const DEMO_ADAPTER_DIR = join(packageRoot, 'assets', 'demo-motion-adapter');
@@ -37,6 +38,8 @@ export async function loadCliPipeline(o: {
   revision?: string;
   /** Of the model's components, where they have such files (diffusers' per-component rule). */
   variant?: string;
+  device?: PipelineDevice;
+  dtype?: PipelineDtype;
   signal?: AbortSignal;
 }): Promise<{ pipe: PIAPipeline; demo: boolean; description: string }> {
   const demo = o.model === undefined;
@@ -52,17 +55,19 @@ export async function loadCliPipeline(o: {
         option: o.revision !== undefined ? 'revision' : 'variant',
       });
     }
-    pipe = await PIAPipeline.fromSingleFile(modelDir, { motionAdapter, vae: o.vae, config: o.config, signal: o.signal });
+    pipe = await PIAPipeline.fromSingleFile(modelDir, { motionAdapter, vae: o.vae, config: o.config, device: o.device, dtype: o.dtype, signal: o.signal });
   } else {
     if (o.config !== undefined) {
       throw new PiaError('E_INVALID_ARGUMENT', '--config applies to a single-file --model (a folder or repo id carries its own configs)', { option: 'config' });
     }
     // The demo model has no tokenizer folder: it uses the CLIP tokenizer shipped with the package.
     const tokenizer = demo ? await CLIPTokenizer.bundled() : undefined;
-    pipe = await PIAPipeline.fromPretrained(modelDir, { motionAdapter, tokenizer, revision: o.revision, variant: o.variant, signal: o.signal });
+    pipe = await PIAPipeline.fromPretrained(modelDir, {
+      motionAdapter, tokenizer, revision: o.revision, variant: o.variant, device: o.device, dtype: o.dtype, signal: o.signal,
+    });
     if (o.vae !== undefined) {
       try {
-        const vae = await loadVae(o.vae, o.signal);
+        const vae = await withPipelinePlacement(pipe.placement, () => loadVae(o.vae!, o.signal));
         pipe.vae.dispose();
         pipe.vae = vae;
       } catch (e) {

@@ -34,6 +34,9 @@ animate options:
                              default: the bundled demo adapter; with --model, h94/IP-Adapter/models/ip-adapter_sd15.safetensors
   --revision REV             branch, tag or commit of the --model repo (default main)
   --variant NAME             weight variant of the model, e.g. fp16 (*.fp16.safetensors)
+  --device auto|cpu|cuda|cuda:N  where the networks run (default auto: the GPU when usable, see pia doctor)
+  --dtype float32|float16|bfloat16  what a GPU computes in (default float32; the CPU computes in float32)
+  --cpu-offload              keep only the running network's weights on the GPU (less GPU memory)
   --scheduler NAME           ${Object.keys(SCHEDULER_NAMES).join(' | ')}
   --steps N                  denoising steps (default 50)
   --guidance G               classifier-free guidance scale (default 7.5)
@@ -85,6 +88,9 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
         'ip-image': { type: 'string' },
         revision: { type: 'string' },
         variant: { type: 'string' },
+        device: { type: 'string' },
+        dtype: { type: 'string' },
+        'cpu-offload': { type: 'boolean', default: false },
         scheduler: { type: 'string' },
         steps: { type: 'string' },
         guidance: { type: 'string' },
@@ -138,6 +144,9 @@ async function run(argv: string[], signal: AbortSignal): Promise<number> {
           ipImage: v['ip-image'],
           revision: v.revision,
           variant: v.variant,
+          device: v.device,
+          dtype: v.dtype,
+          cpuOffload: v['cpu-offload'],
           scheduler: v.scheduler,
           steps: v.steps,
           guidance: v.guidance,

@@ -14,7 +14,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { readdirSync } from 'node:fs';
 import { isFile, resolveModel } from '../loaders/hub.js';
-import { resolvePlacement, withPipelinePlacement, type PipelineDevice, type PipelineDtype } from '../loaders/device_options.js';
+import {
+  resolvePlacement, withPipelinePlacement, type PipelineDevice, type PipelineDtype, type ResolvedPlacement,
+} from '../loaders/device_options.js';
 import { ModelCpuOffload } from '../models/model_cpu_offload.js';
 import { CLIPTokenizer } from '../tokenizers/clip_tokenizer.js';
 import { CLIPTextModel } from '../models/clip_text_model.js';
@@ -97,9 +99,9 @@ export interface PIAFromPretrainedOptions {
   revision?: string;
   /** `fp16` → each component's `*.fp16.safetensors`, for the components that have such files (as diffusers). */
   variant?: string;
-  /** 'auto' (the CPU for now), 'cpu', 'cuda' or 'cuda:N'. */
+  /** 'auto' (default: the first GPU when CUDA is usable, else the CPU; PIA_DEVICE pins it), 'cpu', 'cuda' or 'cuda:N'. */
   device?: PipelineDevice;
-  /** What a GPU computes in; the CPU computes in float32 whatever the dtype. */
+  /** What a GPU computes in (default float32; a float16 pipeline keeps the VAE in float32); the CPU computes in float32. */
   dtype?: PipelineDtype;
   signal?: AbortSignal;
 }
@@ -267,6 +269,11 @@ export class PIAPipeline {
       throw invalidArgument('scheduler', 'must be a scheduler (e.g. EulerDiscreteScheduler.fromConfig(pipe.scheduler.config))');
     }
     this.#scheduler = s;
+  }
+
+  /** Where the UNet runs, as the loaders resolved `device`/`dtype` (diffusers' pipe.device, pipe.dtype). */
+  get placement(): ResolvedPlacement {
+    return this.unet instanceof UNetMotionModel ? this.unet.placement : { device: 'cpu', dtype: 'float32' };
   }
 
   /** 2^(len(vae.block_out_channels) - 1), as diffusers' vae_scale_factor. */
