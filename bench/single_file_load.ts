@@ -1,19 +1,21 @@
 // Time and peak memory of loading a real-size SD-1.5 single-file checkpoint (fp16, LDM names, random
 // weights) with PIAPipeline.fromSingleFile, plus PIA's original motion checkpoint at its real size.
 //
-//   node --import tsx bench/single_file_load.ts [--dir /tmp] [--keep]
+//   node --import tsx bench/single_file_load.ts [--dir /tmp] [--keep] [--safetensors-only]
 //
-// The files (~2.1 GB + ~0.8 GB) are written to a temporary folder and deleted afterwards. Each load runs in
+// The files (~2.1 GB + ~0.8 GB, as .safetensors and then as torch .ckpt zips with the `state_dict` wrapper
+// Lightning-era checkpoints carry) are written to a temporary folder and deleted afterwards. Each load runs in
 // a fresh child process so its peak RSS is the load's own; the reference is a plain sequential read of the
 // same bytes in the same run. Both run twice: cold (the files' pages dropped from the page cache first)
 // and warm. Weights are memory-mapped at load and paged in on first use, so a first tiny generate (every
 // network once) is timed too.
 import { spawnSync } from 'node:child_process';
-import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdtempSync, openSync, readSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { narrowF16 } from '../lib/io/float16.js';
+import { tensor, torchSaveZip, type PyValue } from '../test/helpers/torch_pickle.js';
 import { layoutBytes, piaOriginalLayout, sd1SingleFileLayout, SD15, type LayoutEntry } from './ldm_checkpoint_layout.js';
 
 const self = fileURLToPath(import.meta.url);
@@ -72,6 +74,36 @@ function writeSafetensors(path: string, entries: readonly LayoutEntry[], pool: U
   } finally {
     closeSync(fd);
   }
+  return statSync(path).size;
+}
+
+/**
+ * The same tensors as torch.save writes them: a Lightning-era SD checkpoint is `{global_step, state_dict}`;
+ * PIA's train.py saves the flat state dict (`wrap` false).
+ */
+function writeCkpt(path: string, entries: readonly LayoutEntry[], pool: Uint16Array, wrap: boolean): number {
+  const poolBytes = Buffer.from(pool.buffer, pool.byteOffset, pool.byteLength);
+  const stateDict: Record<string, PyValue> = {};
+  entries.forEach((e, key) => {
+    const n = e.shape.reduce((a, b) => a * b, 1);
+    let bytes: Uint8Array;
+    if (e.dtype === 'I64') {
+      bytes = new Uint8Array(BigInt64Array.from({ length: n }, (_, i) => BigInt(i % e.shape[e.shape.length - 1])).buffer);
+    } else {
+      bytes = new Uint8Array(n * 2);
+      for (let at = 0; at < bytes.length;) {
+        const chunk = Math.min(bytes.length - at, poolBytes.length);
+        const start = 2 * Math.floor(Math.random() * ((poolBytes.length - chunk) / 2));
+        bytes.set(poolBytes.subarray(start, start + chunk), at);
+        at += chunk;
+      }
+    }
+    stateDict[e.name] = tensor({ storage: { key: String(key), dtype: e.dtype as 'F16' | 'I64', bytes }, shape: e.shape });
+  });
+  writeFileSync(path, torchSaveZip(wrap ? { global_step: 840000, state_dict: stateDict } : stateDict, { archive: 'random' }));
+  const fd = openSync(path, 'r+');
+  fsyncSync(fd);
+  closeSync(fd);
   return statSync(path).size;
 }
 
@@ -162,31 +194,37 @@ async function main(): Promise<void> {
   try {
     const sd = sd1SingleFileLayout(SD15);
     const pia = piaOriginalLayout(SD15.unetChannels);
-    const model = join(dir, 'sd15-random.fp16.safetensors');
-    const adapter = join(dir, 'pia-random.fp16.safetensors');
     const pool = randomPool(32 * MiB, 20240229);
-    let t = performance.now();
-    const modelBytes = writeSafetensors(model, sd, pool);
-    const adapterBytes = writeSafetensors(adapter, pia, pool);
-    console.log(`wrote ${sd.length} tensors, ${(modelBytes / 2 ** 30).toFixed(3)} GiB (payload ${layoutBytes(sd)} B) and ` +
-      `${pia.length} tensors, ${(adapterBytes / 2 ** 30).toFixed(3)} GiB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
-
     const gib = (b: number) => (b / 2 ** 30).toFixed(2);
     const f = (x: unknown, d = 2) => Number(x).toFixed(d);
     const results: Record<string, unknown>[] = [];
-    for (const cache of ['cold', 'warm'] as const) {
-      const read = child('read', model, adapter, cache);
-      const full = child('pipeline', model, adapter, cache);
-      results.push(read, full);
-      const loadSeconds = Number(full.adapterSeconds) + Number(full.pipelineSeconds);
-      console.log(`[${full.cache} page cache, load avg ${f(full.loadavg1)}]`);
-      console.log(`  reference: sequential read of both files ${f(read.seconds)} s (${gib((modelBytes + adapterBytes) / Number(read.seconds))} GiB/s)`);
-      console.log(`  MotionAdapter.fromSingleFile ${f(full.adapterSeconds)} s + PIAPipeline.fromSingleFile ${f(full.pipelineSeconds)} s ` +
-        `(${f(loadSeconds / Number(read.seconds))}× the read); peak RSS after load ${f(full.peakAfterLoadMiB, 0)} MiB (baseline ${f(full.baselineRssMiB, 0)} MiB)`);
-      console.log(`  first generate (1 step, 1 frame, 64×64, every network once) ${f(full.firstGenerateSeconds)} s, second ${f(full.secondGenerateSeconds)} s; ` +
-        `RSS after ${f(full.afterFirstGenerateRssMiB, 0)} MiB; process peak (VmHWM) ${f(full.vmHwmMiB, 0)} MiB`);
+    const formats = args.includes('--safetensors-only') ? ['safetensors'] : ['safetensors', 'ckpt'];
+    for (const format of formats) {
+      const model = join(dir, `sd15-random.fp16.${format}`);
+      const adapter = join(dir, `pia-random.fp16.${format}`);
+      const t = performance.now();
+      const modelBytes = format === 'ckpt' ? writeCkpt(model, sd, pool, true) : writeSafetensors(model, sd, pool);
+      const adapterBytes = format === 'ckpt' ? writeCkpt(adapter, pia, pool, false) : writeSafetensors(adapter, pia, pool);
+      console.log(`\n${format}: wrote ${sd.length} tensors, ${gib(modelBytes)} GiB (payload ${layoutBytes(sd)} B) and ` +
+        `${pia.length} tensors (PIA original layout), ${gib(adapterBytes)} GiB in ${((performance.now() - t) / 1000).toFixed(1)} s`);
+      for (const cache of ['cold', 'warm'] as const) {
+        const read = child('read', model, adapter, cache);
+        const full = child('pipeline', model, adapter, cache);
+        results.push({ format, modelBytes, adapterBytes, ...read }, { format, modelBytes, adapterBytes, ...full });
+        const loadSeconds = Number(full.adapterSeconds) + Number(full.pipelineSeconds);
+        console.log(`[${format}, ${full.cache} page cache, load avg ${f(full.loadavg1)}]`);
+        console.log(`  reference: sequential read of both files ${f(read.seconds)} s (${gib((modelBytes + adapterBytes) / Number(read.seconds))} GiB/s)`);
+        console.log(`  MotionAdapter.fromSingleFile ${f(full.adapterSeconds)} s + PIAPipeline.fromSingleFile ${f(full.pipelineSeconds)} s ` +
+          `(${f(loadSeconds / Number(read.seconds))}× the read); peak RSS after load ${f(full.peakAfterLoadMiB, 0)} MiB (baseline ${f(full.baselineRssMiB, 0)} MiB)`);
+        console.log(`  first generate (1 step, 1 frame, 64×64, every network once) ${f(full.firstGenerateSeconds)} s, second ${f(full.secondGenerateSeconds)} s; ` +
+          `RSS after ${f(full.afterFirstGenerateRssMiB, 0)} MiB; process peak (VmHWM) ${f(full.vmHwmMiB, 0)} MiB`);
+      }
+      if (!keep) {
+        rmSync(model);
+        rmSync(adapter);
+      }
     }
-    console.log(JSON.stringify({ modelBytes, adapterBytes, results }));
+    console.log(JSON.stringify(results));
   } finally {
     if (!keep) rmSync(dir, { recursive: true, force: true });
     else console.log(`kept ${dir}`);
