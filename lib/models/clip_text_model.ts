@@ -226,8 +226,9 @@ export class CLIPTextModel {
   /** Frees the native weights; further calls fail. Safe to call twice. */
   /** The weights to the GPU (true) or host memory (false); model CPU offload (lib/models/model_cpu_offload.ts). */
   async setResident(onDevice: boolean): Promise<void> {
+    if (!this.#handle) return;  // disposed: no weights left to move (an offload group may still list it)
     try {
-      await addon().clipTextModel.setResident(this.#live(), onDevice);
+      await addon().clipTextModel.setResident(this.#handle, onDevice);
     } catch (e) {
       throw fromNativeError(e);
     }

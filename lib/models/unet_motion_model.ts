@@ -238,8 +238,9 @@ export class UNetMotionModel {
 
   /** The weights to the GPU (true) or host memory (false); model CPU offload (lib/models/model_cpu_offload.ts). */
   async setResident(onDevice: boolean): Promise<void> {
+    if (!this.#handle) return;  // disposed: no weights left to move (an offload group may still list it)
     try {
-      await addon().unetMotionModel.setResident(this.#live(), onDevice);
+      await addon().unetMotionModel.setResident(this.#handle, onDevice);
     } catch (e) {
       throw fromNativeError(e);
     }
