@@ -1,5 +1,7 @@
 // Model CPU offload at the backend level (Backend::set_weights_resident): weights leave the GPU and
 // come back under the same tensors, and the network computes the same thing afterwards.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <vector>
@@ -62,5 +64,9 @@ PIA_TEST(cuda_weights_offload_and_reload) {
   be->set_weights_resident(true);
   const Tensor got = model.forward(ids, 1, 77, false).last_hidden_state;
   EXPECT(got.numel() == ref.numel());
-  for (int64_t i = 0; i < ref.numel(); ++i) EXPECT(got.data<float>()[i] == ref.data<float>()[i]);
+  // Same weights, same kernels: equal up to a GEMM library's choice of reduction order.
+  double worst = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) worst = std::max(worst, double(std::fabs(got.data<float>()[i] - ref.data<float>()[i])));
+  std::printf("     max |after reload - before| %.2e\n", worst);
+  EXPECT(worst <= 1e-5);
 }
