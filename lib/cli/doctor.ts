@@ -29,6 +29,11 @@ export function doctorReport(): DoctorReport {
   };
 }
 
+// cudaDriverGetVersion's encoding: 1000 · major + 10 · minor (12040 is 12.4).
+function cudaVersion(v: number): string {
+  return v > 0 ? `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}` : 'unknown';
+}
+
 export function formatDoctor(r: DoctorReport): string {
   const gib = (n: number) => `${(n / 2 ** 30).toFixed(1)} GiB`;
   const lines = [
@@ -40,7 +45,7 @@ export function formatDoctor(r: DoctorReport): string {
     for (const d of r.cuda.devices ?? []) {
       lines.push(
         `cuda:  [${d.index}] ${d.name}, compute ${d.computeCapability}, ${gib(d.freeMemory)} free of ${gib(d.totalMemory)}, ` +
-          `driver ${d.driverVersion}, runtime ${d.runtimeVersion}`,
+          `${d.multiprocessors} SMs, CUDA driver ${cudaVersion(d.driverVersion)}, runtime ${cudaVersion(d.runtimeVersion)}`,
       );
     }
   } else {
