@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cuda/cuda_loader.h"
 #include "cuda/library_search.h"
 #include "harness.h"
 
@@ -91,4 +93,17 @@ PIA_TEST(library_search_explicit_override) {
     const LibrarySearch s = find_nvidia_library({"libcublasLt.so.12"}, "cublas", "PIA_TEST_FORCED_LIB");
     EXPECT(s.path.empty() && s.searched.size() == 1);
   }
+}
+
+// What this machine has (printed for the GPU run's log), and that the loader's report is coherent.
+PIA_TEST(cuda_optional_libraries_reported) {
+  const CudaStatus& s = cuda_status();
+  for (const auto& [name, lib] : {std::pair<const char*, const OptionalLibrary*>{"cuBLASLt", &s.cublaslt},
+                                  std::pair<const char*, const OptionalLibrary*>{"cuDNN", &s.cudnn}}) {
+    std::printf("     %s: %s%s%s%s\n", name, lib->path.empty() ? "not found" : lib->path.c_str(),
+                lib->in_use ? ", in use " : "", lib->version.c_str(), lib->note.empty() ? "" : (", " + lib->note).c_str());
+    EXPECT(!lib->in_use || (!lib->path.empty() && s.available));
+  }
+  EXPECT(s.cublaslt.path == cublaslt_search().path);
+  EXPECT(!s.cudnn.in_use);  // reported only: convolutions run on our kernel
 }
