@@ -2,12 +2,41 @@
 // transformers' CLIPEncoder (modeling_clip.py, v4.38): pre-LN layers of multi-head self-attention
 // (q scaled by head_dim^-0.5) and a two-layer MLP, each with a residual. Shared by CLIPTextModel
 // (causal mask) and CLIPVisionModelWithProjection (no mask).
+#include <cstdint>
 #include <string>
 #include <vector>
 
+#include "../core/json.h"
 #include "layers.h"
 
 namespace pia::nn {
+
+// The encoder fields transformers' CLIPTextConfig and CLIPVisionConfig share. The defaults are the
+// text tower's; CLIPVisionConfig sets its own in its constructor.
+struct CLIPEncoderConfig {
+  int64_t hidden_size = 512;
+  int64_t intermediate_size = 2048;
+  int64_t num_hidden_layers = 12;
+  int64_t num_attention_heads = 8;
+  std::string hidden_act = "quick_gelu";
+  double layer_norm_eps = 1e-5;
+
+  // transformers' ACT2FN names; anything else is E_UNSUPPORTED.
+  Activation activation() const;
+
+ protected:
+  // `what` ("text encoder", "image encoder") names the model in E_UNSUPPORTED messages.
+  explicit CLIPEncoderConfig(const char* what) : what_(what) {}
+  // Reads the shared fields of `j` over the current values and checks them (heads divide the width,
+  // a known activation).
+  void read_encoder_fields(const JsonValue& j);
+  [[noreturn]] void bad_config(const std::string& key, const std::string& why) const;
+  // A positive integer field, or `fallback` when absent or null.
+  int64_t positive_int(const JsonValue& j, const std::string& key, int64_t fallback) const;
+
+ private:
+  const char* what_;
+};
 
 struct CLIPEncoderLayer {
   LayerNorm layer_norm1, layer_norm2;

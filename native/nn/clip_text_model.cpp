@@ -8,65 +8,23 @@
 
 namespace pia::nn {
 
-namespace {
-
-[[noreturn]] void bad_config(const std::string& key, const std::string& why) {
-  throw_error("E_UNSUPPORTED", "text encoder config: '" + key + "' " + why, key);
-}
-
-int64_t positive_int(const JsonValue& j, const std::string& key, int64_t fallback) {
-  const JsonValue* v = j.get(key);
-  if (!v || v->kind == JsonValue::Kind::Null) return fallback;
-  if (!v->is_uint() || v->uinteger == 0 || v->uinteger > (1ull << 31)) bad_config(key, "must be a positive integer");
-  return int64_t(v->uinteger);
-}
-
-}  // namespace
-
 CLIPTextConfig CLIPTextConfig::from_json(const JsonValue& root) {
-  if (!root.is_object()) bad_config("<root>", "config.json must hold an object");
+  CLIPTextConfig c;
+  if (!root.is_object()) c.bad_config("<root>", "config.json must hold an object");
   const JsonValue* j = &root;
   // A CLIPModel config: CLIPTextConfig.from_pretrained reads its text_config.
   if (const JsonValue* mt = root.get("model_type"); mt && mt->is_string() && mt->string == "clip") {
     j = root.get("text_config");
-    if (!j || !j->is_object()) bad_config("text_config", "is missing from a CLIPModel config");
+    if (!j || !j->is_object()) c.bad_config("text_config", "is missing from a CLIPModel config");
   }
-  CLIPTextConfig c;
-  c.vocab_size = positive_int(*j, "vocab_size", c.vocab_size);
-  c.hidden_size = positive_int(*j, "hidden_size", c.hidden_size);
-  c.intermediate_size = positive_int(*j, "intermediate_size", c.intermediate_size);
-  c.num_hidden_layers = positive_int(*j, "num_hidden_layers", c.num_hidden_layers);
-  c.num_attention_heads = positive_int(*j, "num_attention_heads", c.num_attention_heads);
-  c.max_position_embeddings = positive_int(*j, "max_position_embeddings", c.max_position_embeddings);
-  if (const JsonValue* v = j->get("hidden_act"); v && v->kind != JsonValue::Kind::Null) {
-    if (!v->is_string()) bad_config("hidden_act", "must be a string");
-    c.hidden_act = v->string;
-  }
-  if (const JsonValue* v = j->get("layer_norm_eps"); v && v->kind != JsonValue::Kind::Null) {
-    if (v->kind != JsonValue::Kind::Number || !(v->number > 0) || !std::isfinite(v->number)) {
-      bad_config("layer_norm_eps", "must be a positive number");
-    }
-    c.layer_norm_eps = v->number;
-  }
+  c.vocab_size = c.positive_int(*j, "vocab_size", c.vocab_size);
+  c.max_position_embeddings = c.positive_int(*j, "max_position_embeddings", c.max_position_embeddings);
   if (const JsonValue* v = j->get("eos_token_id"); v && v->kind != JsonValue::Kind::Null) {
-    if (!v->is_uint()) bad_config("eos_token_id", "must be a non-negative integer");
+    if (!v->is_uint()) c.bad_config("eos_token_id", "must be a non-negative integer");
     c.eos_token_id = int64_t(v->uinteger);
   }
-  // CLIPAttention raises for this too.
-  if (c.hidden_size % c.num_attention_heads != 0) {
-    bad_config("num_attention_heads", "must divide hidden_size (" + std::to_string(c.hidden_size) + ")");
-  }
-  (void)c.activation();
+  c.read_encoder_fields(*j);
   return c;
-}
-
-Activation CLIPTextConfig::activation() const {
-  // transformers' ACT2FN names: gelu is the exact erf GELU; gelu_new and gelu_pytorch_tanh are
-  // both the tanh approximation.
-  if (hidden_act == "quick_gelu") return Activation::QuickGELU;
-  if (hidden_act == "gelu") return Activation::GELU;
-  if (hidden_act == "gelu_new" || hidden_act == "gelu_pytorch_tanh") return Activation::GELUTanh;
-  bad_config("hidden_act", "= '" + hidden_act + "' is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh)");
 }
 
 CLIPTextModel::CLIPTextModel(const CLIPTextConfig& config, WeightStore& w, std::shared_ptr<Backend> backend)

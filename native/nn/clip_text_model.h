@@ -16,21 +16,16 @@
 
 namespace pia::nn {
 
-struct CLIPTextConfig {
+struct CLIPTextConfig : CLIPEncoderConfig {
   int64_t vocab_size = 49408;
-  int64_t hidden_size = 512;
-  int64_t intermediate_size = 2048;
-  int64_t num_hidden_layers = 12;
-  int64_t num_attention_heads = 8;
   int64_t max_position_embeddings = 77;
-  std::string hidden_act = "quick_gelu";
-  double layer_norm_eps = 1e-5;
   int64_t eos_token_id = 49407;
+
+  CLIPTextConfig() : CLIPEncoderConfig("text encoder") {}
 
   // config.json of a CLIPTextModel (or of a whole CLIPModel: its `text_config` is used, as
   // CLIPTextConfig.from_pretrained does). Unsupported values are E_UNSUPPORTED.
   static CLIPTextConfig from_json(const JsonValue& json);
-  Activation activation() const;
 };
 
 struct CLIPTextOutput {

@@ -7,66 +7,26 @@
 
 namespace pia::nn {
 
-namespace {
-
-[[noreturn]] void bad_config(const std::string& key, const std::string& why) {
-  throw_error("E_UNSUPPORTED", "image encoder config: '" + key + "' " + why, key);
-}
-
-int64_t positive_int(const JsonValue& j, const std::string& key, int64_t fallback) {
-  const JsonValue* v = j.get(key);
-  if (!v || v->kind == JsonValue::Kind::Null) return fallback;
-  if (!v->is_uint() || v->uinteger == 0 || v->uinteger > (1ull << 31)) bad_config(key, "must be a positive integer");
-  return int64_t(v->uinteger);
-}
-
-}  // namespace
-
 CLIPVisionConfig CLIPVisionConfig::from_json(const JsonValue& root) {
-  if (!root.is_object()) bad_config("<root>", "config.json must hold an object");
-  const JsonValue* j = &root;
   CLIPVisionConfig c;
+  if (!root.is_object()) c.bad_config("<root>", "config.json must hold an object");
+  const JsonValue* j = &root;
   if (const JsonValue* mt = root.get("model_type"); mt && mt->is_string() && mt->string == "clip") {
     // CLIPVisionConfig.from_pretrained on a CLIPModel config: its vision_config, whose
     // projection_dim the top level's overrides only if the vision config lacks one.
     j = root.get("vision_config");
-    if (!j || !j->is_object()) bad_config("vision_config", "is missing from a CLIPModel config");
-    c.projection_dim = positive_int(root, "projection_dim", c.projection_dim);
+    if (!j || !j->is_object()) c.bad_config("vision_config", "is missing from a CLIPModel config");
+    c.projection_dim = c.positive_int(root, "projection_dim", c.projection_dim);
   }
-  c.hidden_size = positive_int(*j, "hidden_size", c.hidden_size);
-  c.intermediate_size = positive_int(*j, "intermediate_size", c.intermediate_size);
-  c.projection_dim = positive_int(*j, "projection_dim", c.projection_dim);
-  c.num_hidden_layers = positive_int(*j, "num_hidden_layers", c.num_hidden_layers);
-  c.num_attention_heads = positive_int(*j, "num_attention_heads", c.num_attention_heads);
-  c.num_channels = positive_int(*j, "num_channels", c.num_channels);
-  c.image_size = positive_int(*j, "image_size", c.image_size);
-  c.patch_size = positive_int(*j, "patch_size", c.patch_size);
-  if (const JsonValue* v = j->get("hidden_act"); v && v->kind != JsonValue::Kind::Null) {
-    if (!v->is_string()) bad_config("hidden_act", "must be a string");
-    c.hidden_act = v->string;
-  }
-  if (const JsonValue* v = j->get("layer_norm_eps"); v && v->kind != JsonValue::Kind::Null) {
-    if (v->kind != JsonValue::Kind::Number || !(v->number > 0) || !std::isfinite(v->number)) {
-      bad_config("layer_norm_eps", "must be a positive number");
-    }
-    c.layer_norm_eps = v->number;
-  }
-  if (c.hidden_size % c.num_attention_heads != 0) {
-    bad_config("num_attention_heads", "must divide hidden_size (" + std::to_string(c.hidden_size) + ")");
-  }
+  c.projection_dim = c.positive_int(*j, "projection_dim", c.projection_dim);
+  c.num_channels = c.positive_int(*j, "num_channels", c.num_channels);
+  c.image_size = c.positive_int(*j, "image_size", c.image_size);
+  c.patch_size = c.positive_int(*j, "patch_size", c.patch_size);
+  c.read_encoder_fields(*j);
   if (c.image_size % c.patch_size != 0) {
-    bad_config("patch_size", "must divide image_size (" + std::to_string(c.image_size) + ")");
+    c.bad_config("patch_size", "must divide image_size (" + std::to_string(c.image_size) + ")");
   }
-  (void)c.activation();
   return c;
-}
-
-Activation CLIPVisionConfig::activation() const {
-  // transformers' ACT2FN: "gelu" is the exact erf GELU (what the h94 ViT-H/ViT-bigG encoders use).
-  if (hidden_act == "quick_gelu") return Activation::QuickGELU;
-  if (hidden_act == "gelu") return Activation::GELU;
-  if (hidden_act == "gelu_new" || hidden_act == "gelu_pytorch_tanh") return Activation::GELUTanh;
-  bad_config("hidden_act", "= '" + hidden_act + "' is not supported (quick_gelu, gelu, gelu_new, gelu_pytorch_tanh)");
 }
 
 CLIPVisionModelWithProjection::CLIPVisionModelWithProjection(const CLIPVisionConfig& config, WeightStore& w,

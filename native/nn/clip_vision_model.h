@@ -15,22 +15,22 @@
 
 namespace pia::nn {
 
-struct CLIPVisionConfig {
-  int64_t hidden_size = 768;
-  int64_t intermediate_size = 3072;
+struct CLIPVisionConfig : CLIPEncoderConfig {
   int64_t projection_dim = 512;
-  int64_t num_hidden_layers = 12;
-  int64_t num_attention_heads = 12;
   int64_t num_channels = 3;
   int64_t image_size = 224;
   int64_t patch_size = 32;
-  std::string hidden_act = "quick_gelu";
-  double layer_norm_eps = 1e-5;
+
+  // transformers' CLIPVisionConfig defaults (ViT-B/32).
+  CLIPVisionConfig() : CLIPEncoderConfig("image encoder") {
+    hidden_size = 768;
+    intermediate_size = 3072;
+    num_attention_heads = 12;
+  }
 
   // config.json of a CLIPVisionModel(WithProjection), or of a whole CLIPModel (its vision_config
   // and projection_dim, as CLIPVisionConfig.from_pretrained reads it). Unsupported values are E_UNSUPPORTED.
   static CLIPVisionConfig from_json(const JsonValue& json);
-  Activation activation() const;
   int64_t num_positions() const { return (image_size / patch_size) * (image_size / patch_size) + 1; }
 };
 
