@@ -2,6 +2,7 @@
 // tiling are switches held here and passed with each call, as diffusers keeps them on the module.
 import { PiaError, abortError, fromNativeError, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
+import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeCancelToken, NativeModelHandle } from '../native/types.js';
 import type { WeightSource } from '../loaders/key_map.js';
 import { Generator } from '../random/generator.js';
@@ -158,16 +159,7 @@ export class AutoencoderKL {
     });
     throwIfAborted(options.signal);
     const placement = modelPlacement(options, folder.config.force_upcast !== false);
-    let handle: NativeModelHandle;
-    try {
-      handle = await addon().autoencoderKL.load(folder.configJson, folder.weightPaths, placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      addon().autoencoderKL.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => addon().autoencoderKL.load(folder.configJson, folder.weightPaths, placement), (h) => addon().autoencoderKL.dispose(h), options.signal);
     return new AutoencoderKL(handle, vaeConfig(folder.config), placement);
   }
 
@@ -180,16 +172,7 @@ export class AutoencoderKL {
   ): Promise<AutoencoderKL> {
     throwIfAborted(options.signal);
     const placement = modelPlacement(options, config.force_upcast !== false);
-    let handle: NativeModelHandle;
-    try {
-      handle = await addon().autoencoderKL.load(JSON.stringify(config), sources, placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      addon().autoencoderKL.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => addon().autoencoderKL.load(JSON.stringify(config), sources, placement), (h) => addon().autoencoderKL.dispose(h), options.signal);
     return new AutoencoderKL(handle, vaeConfig(config), placement);
   }
 

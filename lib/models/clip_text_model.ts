@@ -1,6 +1,7 @@
 // transformers' CLIPTextModel over the native network (native/nn/clip_text_model.cpp).
-import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { PiaError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
+import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
 import type { WeightSource } from '../loaders/key_map.js';
 import type { Tensor } from '../tensor.js';
@@ -97,16 +98,7 @@ export class CLIPTextModel {
     });
     throwIfAborted(options.signal);
     const placement = modelPlacement(options);
-    let handle: NativeModelHandle;
-    try {
-      handle = await addon().clipTextModel.load(folder.configJson, folder.weightPaths, placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      addon().clipTextModel.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => addon().clipTextModel.load(folder.configJson, folder.weightPaths, placement), (h) => addon().clipTextModel.dispose(h), options.signal);
     return new CLIPTextModel(handle, textConfig(folder.config), placement);
   }
 
@@ -119,16 +111,7 @@ export class CLIPTextModel {
   ): Promise<CLIPTextModel> {
     throwIfAborted(options.signal);
     const placement = modelPlacement(options);
-    let handle: NativeModelHandle;
-    try {
-      handle = await addon().clipTextModel.load(JSON.stringify(config), sources, placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      addon().clipTextModel.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => addon().clipTextModel.load(JSON.stringify(config), sources, placement), (h) => addon().clipTextModel.dispose(h), options.signal);
     return new CLIPTextModel(handle, textConfig(config), placement);
   }
 

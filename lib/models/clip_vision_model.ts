@@ -1,7 +1,8 @@
 // transformers' CLIPVisionModelWithProjection (the IP-Adapter image encoder) over the native network
 // (native/nn/clip_vision_model.cpp).
-import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { PiaError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
+import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeModelHandle } from '../native/types.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import { readModelFolder, type FromPretrainedOptions } from './model_files.js';
@@ -82,16 +83,7 @@ export class CLIPVisionModelWithProjection {
     });
     throwIfAborted(options.signal);
     const placement = modelPlacement(options);
-    let handle: NativeModelHandle;
-    try {
-      handle = await addon().clipVisionModel.load(folder.configJson, folder.weightPaths, placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      addon().clipVisionModel.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => addon().clipVisionModel.load(folder.configJson, folder.weightPaths, placement), (h) => addon().clipVisionModel.dispose(h), options.signal);
     return new CLIPVisionModelWithProjection(handle, visionConfig(folder.config), placement);
   }
 

@@ -2,6 +2,7 @@
 // included) over the native network (native/nn/unet_motion_model.cpp).
 import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
 import { addon } from '../native/addon.js';
+import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeCancelToken, NativeFreeU, NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
 import { assertTensor, type Tensor } from '../tensor.js';
 import type { IPAdapter } from '../loaders/ip_adapter.js';
@@ -104,16 +105,7 @@ export class UNetMotionModel {
     }
     throwIfAborted(options.signal);
     const native = addon().unetMotionModel;
-    let handle: NativeModelHandle;
-    try {
-      handle = await native.load(unet2d.configJson, [...unet2d.weightSources], adapter.configJson, [...adapter.weightSources], placement);
-    } catch (e) {
-      throw fromNativeError(e);
-    }
-    if (options.signal?.aborted) {
-      native.dispose(handle);
-      throw abortError(options.signal);
-    }
+    const handle = await loadNativeHandle(() => native.load(unet2d.configJson, [...unet2d.weightSources], adapter.configJson, [...adapter.weightSources], placement), (h) => native.dispose(h), options.signal);
     const config = Object.freeze(JSON.parse(native.config(handle))) as UNetMotionConfig;
     return new UNetMotionModel(handle, config, placement);
   }
