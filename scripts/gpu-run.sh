@@ -4,6 +4,7 @@
 # then the CUDA benchmark. Logs go to $OUT (the device runner's output folder) or ./gpu-run-logs.
 #   scripts/gpu-run.sh              # tests + benchmark
 #   scripts/gpu-run.sh tests        # tests only
+#   (with carry/ from scripts/gpu-carry.sh, also the Node-level tests in test/gpu)
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
 #   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
@@ -38,6 +39,20 @@ status=0
 # GEMMs again on our own kernel where cuBLASLt was found and used above.
 PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
+# its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.
+if [ -f carry/node.xz ]; then
+  nd=$(mktemp -d)
+  xz -dc carry/node.xz > "$nd/node" && chmod +x "$nd/node"
+  mkdir -p "$nd/fixtures" && tar xJf carry/fixtures.tar.xz -C "$nd/fixtures"
+  [ -d carry/js/node_modules ] || { mkdir -p carry/js/node_modules && tar xJf carry/node_modules.tar.xz -C carry/js/node_modules; }
+  PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$PWD/carry/addon/pia_addon.node" \
+    "$nd/node" --test --test-reporter=spec carry/js/test/gpu/*.test.js 2>&1 | tee "$LOGS/node-gpu.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+else
+  echo "gpu-run: no carry/ (scripts/gpu-carry.sh): Node-level GPU tests not run" | tee "$LOGS/node-gpu.txt"
+fi
 
 if [ "$what" != "tests" ]; then
   "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"

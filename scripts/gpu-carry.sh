@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Packs carry/ (git-ignored) so that scripts/gpu-run.sh can also run the Node-level GPU tests
+# (test/gpu) on a bare GPU machine, which has no Node.js, no npm registry and no ../shared:
+#   carry/node.xz              this machine's node binary
+#   carry/js/                  lib/ and test/ compiled by tsc (no tsx or esbuild to carry)
+#   carry/node_modules.tar.xz  the runtime packages the pipeline imports (sharp with its libvips)
+#   carry/addon/               the addon and libpia_cuda.so built here (build/Release, CUDA on)
+#   carry/fixtures.tar.xz      the tiny-family models and the goldens test/gpu reads
+# Then: device run with carry ["carry"] and `bash scripts/gpu-run.sh`. The device copies the tree
+# and the carried paths within 64 MiB in all; this script prints the total and fails above it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FIX=${PIA_FIXTURES:-../shared/fixtures}
+LIMIT=$((64 * 1024 * 1024))
+
+[ -f build/Release/pia_addon.node ] && [ -f build/Release/libpia_cuda.so ] || {
+  echo "gpu-carry: build/Release lacks the addon or libpia_cuda.so: run 'npm run build:native' with nvcc on PATH" >&2
+  exit 2
+}
+rm -rf carry
+mkdir -p carry/addon
+xz -T0 -6 -c "$(command -v node)" > carry/node.xz
+npx tsc -p tsconfig.json --outDir carry/js --sourceMap false --declaration false
+rm -rf carry/js/bench carry/js/scripts
+cp build/Release/pia_addon.node build/Release/libpia_cuda.so carry/addon/
+strip --strip-unneeded carry/addon/* 2>/dev/null || true
+
+# sharp, gifenc and what they require at run time, as installed here (dependencies and the optional
+# ones present on disk, e.g. sharp's @img/sharp-linux-x64 and its libvips).
+mods=$(node -e '
+  const { existsSync, readFileSync } = require("node:fs");
+  const names = new Set();
+  const visit = (n) => {
+    if (names.has(n) || !existsSync("node_modules/" + n + "/package.json")) return;
+    names.add(n);
+    const p = JSON.parse(readFileSync("node_modules/" + n + "/package.json", "utf8"));
+    for (const d of Object.keys({ ...p.dependencies, ...p.optionalDependencies })) visit(d);
+  };
+  ["sharp", "gifenc"].forEach(visit);
+  console.log([...names].join(" "));')
+echo "gpu-carry: packages: $mods"
+tar cf - -C node_modules $mods | xz -T0 -6 > carry/node_modules.tar.xz
+
+runs=$(grep -o "'tiny_[A-Za-z0-9_.]*'" test/gpu/*.test.ts | cut -d"'" -f2 | sort -u)
+files=(models/tiny models/tiny-motion-adapter golden/pipeline/input_64x64.png)
+for r in $runs; do files+=("golden/pipeline/$r.json" "golden/pipeline/$r.safetensors"); done
+tar cf - -C "$FIX" "${files[@]}" | xz -T0 -6 > carry/fixtures.tar.xz
+
+carried=$(du -sb carry | cut -f1)
+tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)
+total=$((carried + tree))
+echo "gpu-carry: carry/ $((carried / 1048576)) MiB + working tree $((tree / 1048576)) MiB = $((total / 1048576)) MiB (limit 64)"
+[ "$total" -le "$LIMIT" ] || { echo "gpu-carry: over the device's 64 MiB" >&2; exit 1; }
