@@ -7,6 +7,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { packageRoot } from '../native/package_root.js';
 import { UsageError } from './usage_error.js';
+import { parseScaledPath } from './weight_args.js';
 
 export const DEMO_IP_ADAPTER_FILE = join(packageRoot, 'assets', 'demo-ip-adapter', 'ip-adapter_demo.safetensors');
 /** What diffusers' IP-Adapter docs load for SD-1.5. */
@@ -20,7 +21,6 @@ export interface IpAdapterArg {
   scale: number;
 }
 
-const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$/;
 const WEIGHT_FILE = /\.(safetensors|bin)$/;
 
 function isDir(p: string): boolean {
@@ -32,16 +32,7 @@ function isDir(p: string): boolean {
 }
 
 export function parseIpAdapterArg(arg: string): IpAdapterArg {
-  if (arg === '') throw new UsageError('--ip-adapter needs a path (path[:scale])');
-  let path = arg;
-  let scale = 1;
-  // The suffix is a scale only when the whole argument is not itself a path (a name may hold a colon).
-  const i = arg.lastIndexOf(':');
-  if (!existsSync(arg) && i > 0 && NUMBER.test(arg.slice(i + 1))) {
-    path = arg.slice(0, i);
-    scale = Number(arg.slice(i + 1));
-    if (!Number.isFinite(scale)) throw new UsageError(`--ip-adapter ${arg}: the scale must be a finite number`);
-  }
+  const { path, scale } = parseScaledPath(arg, '--ip-adapter');
   if (isDir(path)) {
     const files = readdirSync(path).filter((f) => WEIGHT_FILE.test(f) && !isDir(join(path, f)));
     if (files.length !== 1) {

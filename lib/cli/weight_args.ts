@@ -1,4 +1,4 @@
-// `--lora path[:scale]` and `--embedding path[:token]`: the suffix after the last ':' is split off only when
+// `--lora path[:scale]`, `--ip-adapter path[:scale]` and `--embedding path[:token]`: the suffix after the last ':' is split off only when
 // the whole argument is not an existing path and the suffix has the expected form, so a file whose name
 // contains a colon still loads as given.
 import { existsSync } from 'node:fs';
@@ -25,15 +25,20 @@ function splitSuffix(arg: string): [string, string] | undefined {
   return [arg.slice(0, i), arg.slice(i + 1)];
 }
 
-export function parseLoraArg(arg: string): LoraArg {
-  if (arg === '') throw new UsageError('--lora needs a path (path[:scale])');
+/** `path[:scale]` of `flag` (--lora, --ip-adapter): the scale defaults to 1. */
+export function parseScaledPath(arg: string, flag: string): { path: string; scale: number } {
+  if (arg === '') throw new UsageError(`${flag} needs a path (path[:scale])`);
   const split = splitSuffix(arg);
   if (split && NUMBER.test(split[1])) {
     const scale = Number(split[1]);
-    if (!Number.isFinite(scale)) throw new UsageError(`--lora ${arg}: the scale must be a finite number`);
+    if (!Number.isFinite(scale)) throw new UsageError(`${flag} ${arg}: the scale must be a finite number`);
     return { path: split[0], scale };
   }
   return { path: arg, scale: 1 };
+}
+
+export function parseLoraArg(arg: string): LoraArg {
+  return parseScaledPath(arg, '--lora');
 }
 
 export function parseEmbeddingArg(arg: string): EmbeddingArg {
