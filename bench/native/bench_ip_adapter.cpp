@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "../../test/native/sd15_random_weights.h"
 #include "bench.h"
 #include "core/json.h"
 #include "core/thread_pool.h"
@@ -33,57 +34,30 @@ const char* kVitHConfig = R"({"hidden_size": 1280, "intermediate_size": 5120, "n
   "num_attention_heads": 16, "patch_size": 14, "image_size": 224, "projection_dim": 1024, "hidden_act": "gelu",
   "layer_norm_eps": 1e-05, "num_channels": 3})";
 
-uint64_t g_seed = 11;
-
+// Weights from test/native/sd15_random_weights.h's generator; inputs from their own seeds.
 Tensor uniform(const Shape& s, float bound) {
-  Tensor t = Tensor::empty(s);
-  float* p = t.data<float>();
-  const uint64_t seed = (g_seed++) * 0x9E3779B97F4A7C15ull;
-  parallel_for(0, t.numel(), 1 << 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      uint64_t z = seed + uint64_t(i) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
-      z ^= z >> 29;
-      p[i] = bound * (float(z >> 40) * (2.f / 16777216.f) - 1.f);
-    }
-  });
-  return t;
-}
-
-Tensor filled(const Shape& s, float v) {
-  Tensor t = Tensor::empty(s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = v;
-  return t;
-}
-
-void linear(WeightStore& w, const std::string& p, int64_t in, int64_t out, bool bias = true) {
-  const float b = 1.f / std::sqrt(float(in));
-  w.put(p + ".weight", uniform({out, in}, b));
-  if (bias) w.put(p + ".bias", uniform({out}, b));
-}
-
-void norm(WeightStore& w, const std::string& p, int64_t c) {
-  w.put(p + ".weight", filled({c}, 1.f));
-  w.put(p + ".bias", filled({c}, 0.f));
+  static uint64_t seed = 1u << 20;
+  return sd15::uniform(s, bound, seed++);
 }
 
 void vit_weights(WeightStore& w, const nn::CLIPVisionConfig& c) {
+  sd15::Gen g{w, 11};
   const int64_t d = c.hidden_size;
-  w.put("vision_model.embeddings.class_embedding", uniform({d}, 0.02f));
+  w.put("vision_model.embeddings.class_embedding", g.u({d}, 0.02f));
   w.put("vision_model.embeddings.patch_embedding.weight",
-        uniform({d, c.num_channels, c.patch_size, c.patch_size}, 1.f / std::sqrt(float(3 * c.patch_size * c.patch_size))));
-  w.put("vision_model.embeddings.position_embedding.weight", uniform({c.num_positions(), d}, 0.02f));
-  norm(w, "vision_model.pre_layrnorm", d);
+        g.u({d, c.num_channels, c.patch_size, c.patch_size}, 1.f / std::sqrt(float(3 * c.patch_size * c.patch_size))));
+  w.put("vision_model.embeddings.position_embedding.weight", g.u({c.num_positions(), d}, 0.02f));
+  g.norm("vision_model.pre_layrnorm", d);
   for (int64_t i = 0; i < c.num_hidden_layers; ++i) {
     const std::string p = "vision_model.encoder.layers." + std::to_string(i);
-    norm(w, p + ".layer_norm1", d);
-    for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) linear(w, p + ".self_attn." + n, d, d);
-    norm(w, p + ".layer_norm2", d);
-    linear(w, p + ".mlp.fc1", d, c.intermediate_size);
-    linear(w, p + ".mlp.fc2", c.intermediate_size, d);
+    g.norm(p + ".layer_norm1", d);
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "out_proj"}) g.linear(p + ".self_attn." + n, d, d);
+    g.norm(p + ".layer_norm2", d);
+    g.linear(p + ".mlp.fc1", d, c.intermediate_size);
+    g.linear(p + ".mlp.fc2", c.intermediate_size, d);
   }
-  norm(w, "vision_model.post_layernorm", d);
-  linear(w, "visual_projection", d, c.projection_dim, false);
+  g.norm("vision_model.post_layernorm", d);
+  g.linear("visual_projection", d, c.projection_dim, false);
 }
 
 // One SD-1.5 spatial cross-attention site at the bench geometry.
@@ -104,33 +78,34 @@ const Site kSites[] = {
 // under the diffusers names lib/loaders/ip_adapter.ts converts them to, and to_k_ip/to_v_ip per site.
 void ip_weights(WeightStore& w, bool plus, const std::vector<nn::IpAttnSite>& sites, int64_t cross, int64_t vit_hidden,
                 int64_t vit_proj) {
+  sd15::Gen g{w, 29};
   if (!plus) {
-    linear(w, "image_proj.image_embeds", vit_proj, 4 * cross);
-    norm(w, "image_proj.norm", cross);
+    g.linear("image_proj.image_embeds", vit_proj, 4 * cross);
+    g.norm("image_proj.norm", cross);
   } else {
     const int64_t hidden = 768;  // h94's plus: 16 queries of width 768, 12 heads of 64
-    w.put("image_proj.latents", uniform({1, 16, hidden}, 1.f / std::sqrt(float(hidden))));
-    linear(w, "image_proj.proj_in", vit_hidden, hidden);
-    linear(w, "image_proj.proj_out", hidden, cross);
-    norm(w, "image_proj.norm_out", cross);
+    w.put("image_proj.latents", g.u({1, 16, hidden}, 1.f / std::sqrt(float(hidden))));
+    g.linear("image_proj.proj_in", vit_hidden, hidden);
+    g.linear("image_proj.proj_out", hidden, cross);
+    g.norm("image_proj.norm_out", cross);
     for (int i = 0; i < 4; ++i) {
       const std::string l = "image_proj.layers." + std::to_string(i);
-      norm(w, l + ".0", hidden);
-      norm(w, l + ".1", hidden);
-      for (const char* n : {".2.to_q", ".2.to_k", ".2.to_v", ".2.to_out.0"}) linear(w, l + n, hidden, hidden, false);
-      norm(w, l + ".3.0", hidden);
-      linear(w, l + ".3.1.net.0.proj", hidden, 4 * hidden, false);
-      linear(w, l + ".3.1.net.2", 4 * hidden, hidden, false);
+      g.norm(l + ".0", hidden);
+      g.norm(l + ".1", hidden);
+      for (const char* n : {".2.to_q", ".2.to_k", ".2.to_v", ".2.to_out.0"}) g.linear(l + n, hidden, hidden, false);
+      g.norm(l + ".3.0", hidden);
+      g.linear(l + ".3.1.net.0.proj", hidden, 4 * hidden, false);
+      g.linear(l + ".3.1.net.2", 4 * hidden, hidden, false);
     }
   }
   for (size_t i = 0; i < sites.size(); ++i) {
     const std::string p = "ip_adapter." + std::to_string(2 * i + 1);
-    linear(w, p + ".to_k_ip", cross, sites[i].hidden_size, false);
-    linear(w, p + ".to_v_ip", cross, sites[i].hidden_size, false);
+    g.linear(p + ".to_k_ip", cross, sites[i].hidden_size, false);
+    g.linear(p + ".to_v_ip", cross, sites[i].hidden_size, false);
   }
 }
 
-JsonValue json(const char* text) { return parse_json(text, std::strlen(text)); }
+using sd15::json;
 
 }  // namespace
 
@@ -171,10 +146,11 @@ PIA_BENCH(bench_ip_attention_sd15) {
   for (size_t i = 0; i < std::size(kSites); ++i) {
     const Site& s = kSites[i];
     WeightStore w;
-    linear(w, "a.to_q", s.channels, s.channels, false);
-    linear(w, "a.to_k", cross, s.channels, false);
-    linear(w, "a.to_v", cross, s.channels, false);
-    linear(w, "a.to_out.0", s.channels, s.channels);
+    sd15::Gen ga{w, 101 + i};
+    ga.linear("a.to_q", s.channels, s.channels, false);
+    ga.linear("a.to_k", cross, s.channels, false);
+    ga.linear("a.to_v", cross, s.channels, false);
+    ga.linear("a.to_out.0", s.channels, s.channels);
     nn::AttentionConfig ac;
     ac.query_dim = s.channels;
     ac.cross_attention_dim = cross;

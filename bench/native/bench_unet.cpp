@@ -13,6 +13,7 @@
 #include <cstring>
 #include <string>
 
+#include "../../test/native/sd15_random_weights.h"
 #include "bench.h"
 #include "core/json.h"
 #include "core/thread_pool.h"
@@ -23,141 +24,13 @@ using namespace pia;
 
 namespace {
 
-// SD-1.5's unet/config.json and PIA's adapter config (diffusers keys).
-const char* kUnetConfig = R"({"_class_name": "UNet2DConditionModel", "act_fn": "silu", "attention_head_dim": 8,
-  "block_out_channels": [320, 640, 1280, 1280], "center_input_sample": false, "cross_attention_dim": 768,
-  "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-  "downsample_padding": 1, "flip_sin_to_cos": true, "freq_shift": 0, "in_channels": 4, "layers_per_block": 2,
-  "mid_block_scale_factor": 1, "norm_eps": 1e-05, "norm_num_groups": 32, "out_channels": 4, "sample_size": 64,
-  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]})";
-const char* kAdapterConfig = R"({"_class_name": "MotionAdapter", "block_out_channels": [320, 640, 1280, 1280],
-  "conv_in_channels": 9, "motion_layers_per_block": 2, "motion_max_seq_length": 32,
-  "motion_mid_block_layers_per_block": 1, "motion_norm_num_groups": 32, "motion_num_attention_heads": 8,
-  "use_motion_mid_block": false})";
+// SD-1.5's and PIA's configs and random weights under diffusers keys: test/native/sd15_random_weights.h.
+using sd15::kAdapterConfig;
+using sd15::kUnetConfig;
 
-// ---- random weights under diffusers keys ---------------------------------------------------------
-
-uint64_t g_seed = 1;
-
-// Uniform(-bound, bound) from a counter hash, filled in parallel (1.3e9 values).
 Tensor uniform(const Shape& s, float bound) {
-  Tensor t = Tensor::empty(s);
-  float* p = t.data<float>();
-  const uint64_t seed = (g_seed++) * 0x9E3779B97F4A7C15ull;
-  parallel_for(0, t.numel(), 1 << 16, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) {
-      uint64_t z = seed + uint64_t(i) * 0xBF58476D1CE4E5B9ull;
-      z = (z ^ (z >> 31)) * 0x94D049BB133111EBull;
-      z ^= z >> 29;
-      p[i] = bound * (float(z >> 40) * (2.f / 16777216.f) - 1.f);
-    }
-  });
-  return t;
-}
-
-Tensor filled(const Shape& s, float v) {
-  Tensor t = Tensor::empty(s);
-  for (int64_t i = 0; i < t.numel(); ++i) t.data<float>()[i] = v;
-  return t;
-}
-
-struct Gen {
-  WeightStore& w;
-  void linear(const std::string& p, int64_t in, int64_t out, bool bias = true) {
-    const float b = 1.f / std::sqrt(float(in));
-    w.put(p + ".weight", uniform({out, in}, b));
-    if (bias) w.put(p + ".bias", uniform({out}, b));
-  }
-  void conv(const std::string& p, int64_t in, int64_t out, int64_t k) {
-    const float b = 1.f / std::sqrt(float(in * k * k));
-    w.put(p + ".weight", uniform({out, in, k, k}, b));
-    w.put(p + ".bias", uniform({out}, b));
-  }
-  void norm(const std::string& p, int64_t c) {
-    w.put(p + ".weight", filled({c}, 1.f));
-    w.put(p + ".bias", filled({c}, 0.f));
-  }
-  void resnet(const std::string& p, int64_t in, int64_t out, int64_t temb) {
-    norm(p + ".norm1", in);
-    conv(p + ".conv1", in, out, 3);
-    linear(p + ".time_emb_proj", temb, out);
-    norm(p + ".norm2", out);
-    conv(p + ".conv2", out, out, 3);
-    if (in != out) conv(p + ".conv_shortcut", in, out, 1);
-  }
-  void attention(const std::string& p, int64_t c, int64_t kv) {
-    linear(p + ".to_q", c, c, false);
-    linear(p + ".to_k", kv, c, false);
-    linear(p + ".to_v", kv, c, false);
-    linear(p + ".to_out.0", c, c);
-  }
-  void block(const std::string& p, int64_t c, int64_t cross) {
-    norm(p + ".norm1", c);
-    attention(p + ".attn1", c, c);
-    norm(p + ".norm2", c);
-    attention(p + ".attn2", c, cross ? cross : c);
-    norm(p + ".norm3", c);
-    linear(p + ".ff.net.0.proj", c, 8 * c);
-    linear(p + ".ff.net.2", 4 * c, c);
-  }
-  void transformer_2d(const std::string& p, int64_t c, int64_t cross) {
-    norm(p + ".norm", c);
-    conv(p + ".proj_in", c, c, 1);
-    block(p + ".transformer_blocks.0", c, cross);
-    conv(p + ".proj_out", c, c, 1);
-  }
-  void motion_module(const std::string& p, int64_t c) {
-    norm(p + ".norm", c);
-    linear(p + ".proj_in", c, c);
-    block(p + ".transformer_blocks.0", c, 0);
-    linear(p + ".proj_out", c, c);
-  }
-};
-
-// Every key of the SD-1.5 UNet (into `unet`) and of the PIA adapter (into `adapter`).
-void make_weights(const nn::UNetMotionModelConfig& c, WeightStore& unet, WeightStore& adapter) {
-  Gen u{unet}, a{adapter};
-  const auto& ch = c.block_out_channels;
-  const int64_t C0 = ch[0], temb = 4 * C0, n = int64_t(ch.size()), X = c.cross_attention_dim;
-  u.conv("conv_in", 4, C0, 3);
-  a.conv("conv_in", c.conv_in_channels, C0, 3);
-  u.linear("time_embedding.linear_1", C0, temb);
-  u.linear("time_embedding.linear_2", temb, temb);
-  int64_t out = C0;
-  for (int64_t i = 0; i < n; ++i) {
-    const std::string p = "down_blocks." + std::to_string(i);
-    const int64_t in = out;
-    out = ch[size_t(i)];
-    for (int l = 0; l < c.layers_per_block; ++l) {
-      const std::string L = std::to_string(l);
-      u.resnet(p + ".resnets." + L, l == 0 ? in : out, out, temb);
-      if (c.down_block_types[size_t(i)] == "CrossAttnDownBlockMotion") u.transformer_2d(p + ".attentions." + L, out, X);
-      a.motion_module(p + ".motion_modules." + L, out);
-    }
-    if (i + 1 < n) u.conv(p + ".downsamplers.0.conv", out, out, 3);
-  }
-  const int64_t top = ch.back();
-  u.resnet("mid_block.resnets.0", top, top, temb);
-  u.transformer_2d("mid_block.attentions.0", top, X);
-  u.resnet("mid_block.resnets.1", top, top, temb);
-  if (c.use_motion_mid_block) a.motion_module("mid_block.motion_modules.0", top);
-  out = ch.back();
-  for (int64_t i = 0; i < n; ++i) {
-    const std::string p = "up_blocks." + std::to_string(i);
-    const int64_t prev = out;
-    out = ch[size_t(n - 1 - i)];
-    const int64_t in = ch[size_t(std::max<int64_t>(n - 2 - i, 0))];
-    for (int l = 0; l <= c.layers_per_block; ++l) {
-      const std::string L = std::to_string(l);
-      const int64_t skip = l == c.layers_per_block ? in : out;
-      u.resnet(p + ".resnets." + L, (l == 0 ? prev : out) + skip, out, temb);
-      if (c.up_block_types[size_t(i)] == "CrossAttnUpBlockMotion") u.transformer_2d(p + ".attentions." + L, out, X);
-      a.motion_module(p + ".motion_modules." + L, out);
-    }
-    if (i + 1 < n) u.conv(p + ".upsamplers.0.conv", out, out, 3);
-  }
-  u.norm("conv_norm_out", C0);
-  u.conv("conv_out", C0, c.out_channels, 3);
+  static uint64_t seed = 1u << 20;  // apart from the weights' seeds
+  return sd15::uniform(s, bound, seed++);
 }
 
 // ---- FLOP counting: the CPU backend, with linear/matmul/conv2d/attention counted ------------------
@@ -271,7 +144,7 @@ PIA_BENCH(bench_unet_motion_sd15_pia) {
     WeightStore unet, adapter;
     unet.set_label("unet");
     adapter.set_label("motion_adapter");
-    make_weights(config, unet, adapter);
+    sd15::unet_weights(config, unet, adapter);
     model = std::make_unique<nn::UNetMotionModel>(counting, config, unet, adapter);
   }
   const double load_s = std::chrono::duration<double>(clock::now() - t0).count();
