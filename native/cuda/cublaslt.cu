@@ -68,9 +68,10 @@ struct LtApi {
   size_t (*version)(void);
 };
 
-// Everything a cached plan depends on (pointers only through their alignment).
+// Everything a cached plan depends on (pointers only through their alignment; the bias's too,
+// which the heuristic reads off CUBLASLT_MATMUL_DESC_BIAS_POINTER: 0 = no bias).
 using PlanKey = std::tuple<int, int, int, int, int64_t, int, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           bool, int, int, int>;
+                           int, int, int, int>;
 
 struct Plan {
   bool usable = false;  // false: cuBLASLt declined this shape; gemm.cu's kernel runs it
@@ -232,8 +233,8 @@ bool cublaslt_gemm(int device, const PiaGemmArgs& g, int* rc) {
   std::lock_guard<std::mutex> lock(d.mu);
   if (!device_ready(device, d)) return false;
   const PlanKey key{g.dtype, int(g.M), int(g.N), int(g.K), g.batch, g.trans_b, g.lda, g.ldb, g.ldc,
-                    g.stride_a, g.stride_b, g.stride_c, g.bias != nullptr, alignment(g.A), alignment(g.B),
-                    alignment(g.C)};
+                    g.stride_a, g.stride_b, g.stride_c, g.bias ? alignment(g.bias) : 0, alignment(g.A),
+                    alignment(g.B), alignment(g.C)};
   auto it = d.plans.find(key);
   if (it == d.plans.end()) it = d.plans.emplace(key, make_plan(d, g)).first;
   Plan& p = it->second;
