@@ -115,6 +115,10 @@ std::vector<OpCase> op_cases() {
                   {r({3, 37, 77}), r({53, 77}, 0.1f), r({53})},
                   [act](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2], act); }});
   }
+  // Same shape as above with the bias a view one element into its buffer: cuBLASLt's cached plan
+  // must not assume the first call's bias alignment.
+  cs.push_back({"linear [3,37,77]x[53,77] bias at offset 1", {r({3, 37, 77}), r({53, 77}, 0.1f), r({54})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2].narrow(0, 1, 53)); }});
   cs.push_back({"linear no bias [2,300,320]x[640,320]", {r({2, 300, 320}), r({640, 320}, 0.05f)},
                 [none](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], none); }});
   cs.push_back({"linear K=1 [5,1]x[7,1]", {r({5, 1}), r({7, 1}), r({7})},
