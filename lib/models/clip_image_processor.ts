@@ -1,6 +1,6 @@
 // transformers' CLIPImageProcessor (image_processing_clip.py + image_transforms.py, v4.38) with the
 // defaults diffusers' load_ip_adapter creates it with (no preprocessor_config.json is read).
-import { invalidArgument } from '../errors.js';
+import { PiaError, invalidArgument } from '../errors.js';
 import { loadImage, type ImageInput, type RgbImage } from '../io/image.js';
 import { BICUBIC, resizePillow } from '../io/lanczos.js';
 import type { Tensor } from '../tensor.js';
@@ -16,6 +16,39 @@ export interface CLIPImageProcessorOptions {
   cropSize?: number;
   imageMean?: number[];
   imageStd?: number[];
+}
+
+/**
+ * The options of a preprocessor_config.json (a pipeline's feature_extractor/ folder). Only what this
+ * processor computes is accepted: a config that turns a step off or asks for another resample filter is
+ * E_UNSUPPORTED rather than silently preprocessed differently.
+ */
+export function clipImageProcessorOptions(config: Record<string, unknown>, file = 'preprocessor_config.json'): CLIPImageProcessorOptions {
+  const unsupported = (key: string, why: string) => new PiaError('E_UNSUPPORTED', `${file}: ${key} ${why}`, { file, option: key });
+  for (const key of ['do_resize', 'do_center_crop', 'do_rescale', 'do_normalize']) {
+    if (config[key] === false) throw unsupported(key, 'false is not supported (CLIPImageProcessor always resizes, crops, rescales and normalises)');
+  }
+  if (config.resample !== undefined && config.resample !== 3) throw unsupported('resample', `${JSON.stringify(config.resample)} is not supported (3, bicubic)`);
+  if (config.rescale_factor !== undefined && Math.abs(Number(config.rescale_factor) - 1 / 255) > 1e-12) {
+    throw unsupported('rescale_factor', `${JSON.stringify(config.rescale_factor)} is not supported (1/255)`);
+  }
+  const o: CLIPImageProcessorOptions = {};
+  // Old configs give sizes as one number, newer ones as {shortest_edge} / {height, width}.
+  const size = config.size as number | { shortest_edge?: number } | undefined;
+  if (typeof size === 'number') o.shortestEdge = size;
+  else if (size && typeof size === 'object') {
+    if (typeof size.shortest_edge !== 'number') throw unsupported('size', `${JSON.stringify(size)} is not supported ({shortest_edge: n})`);
+    o.shortestEdge = size.shortest_edge;
+  }
+  const crop = config.crop_size as number | { height?: number; width?: number } | undefined;
+  if (typeof crop === 'number') o.cropSize = crop;
+  else if (crop && typeof crop === 'object') {
+    if (crop.height !== crop.width || typeof crop.height !== 'number') throw unsupported('crop_size', `${JSON.stringify(crop)} is not supported (a square crop)`);
+    o.cropSize = crop.height;
+  }
+  if (Array.isArray(config.image_mean)) o.imageMean = config.image_mean as number[];
+  if (Array.isArray(config.image_std)) o.imageStd = config.image_std as number[];
+  return o;
 }
 
 export class CLIPImageProcessor {

@@ -28,8 +28,8 @@ import { loadSingleFileComponents, withUnetFileKeys } from '../loaders/single_fi
 import { schedulerFromConfig } from '../schedulers/index.js';
 import { LoraAdapters } from '../loaders/lora.js';
 import { IPAdapterMixin, isPixelValues, type ImageEmbeds, type LoadIpAdapterOptions } from '../loaders/ip_adapter_mixin.js';
-import type { CLIPImageProcessor } from '../models/clip_image_processor.js';
-import type { CLIPVisionModelWithProjection } from '../models/clip_vision_model.js';
+import { CLIPImageProcessor, clipImageProcessorOptions } from '../models/clip_image_processor.js';
+import { CLIPVisionModelWithProjection } from '../models/clip_vision_model.js';
 import { maybeConvertPrompt, readTextualInversion } from '../loaders/textual_inversion.js';
 import { parseConfigJson } from '../config_json.js';
 
@@ -95,6 +95,8 @@ export interface PIAFromPretrainedOptions {
   /** Components to use instead of the folder's (as diffusers' from_pretrained(..., tokenizer=...)). */
   tokenizer?: TokenizerLike;
   scheduler?: SchedulerBase;
+  imageEncoder?: CLIPVisionModelWithProjection;
+  featureExtractor?: CLIPImageProcessor;
   /** A branch, tag or commit of a repo id in the Hugging Face cache (default `main`). */
   revision?: string;
   /** `fp16` → each component's `*.fp16.safetensors`, for the components that have such files (as diffusers). */
@@ -125,6 +127,9 @@ export interface PIAPipelineComponents {
   scheduler: SchedulerBase;
   /** motion_max_seq_length of the motion adapter: the most frames the positional table covers. */
   maxFrames?: number;
+  /** The optional IP-Adapter components (diffusers' image_encoder / feature_extractor). */
+  imageEncoder?: CLIPVisionModelWithProjection | null;
+  featureExtractor?: CLIPImageProcessor | null;
 }
 
 function randomGenerator(): Generator {
@@ -153,6 +158,8 @@ export class PIAPipeline {
     this.unet = c.unet;
     this.#scheduler = c.scheduler;
     this.maxFrames = c.maxFrames ?? 32;
+    this.#ip.imageEncoder = c.imageEncoder ?? null;
+    this.#ip.featureExtractor = c.featureExtractor ?? null;
   }
 
   /**
@@ -208,6 +215,13 @@ export class PIAPipeline {
       const declared = Array.isArray(index.scheduler) ? (index.scheduler[1] as string | undefined) : undefined;
       scheduler = schedulerFromConfig(schedConfig, declared ?? undefined);
     }
+    // The optional components a saved pipeline may hold (model_index.json names them, non-null).
+    const listed = (name: string) => Array.isArray(index[name]) && (index[name] as unknown[])[1] != null;
+    let featureExtractor = options.featureExtractor;
+    const fePath = join(root, 'feature_extractor', 'preprocessor_config.json');
+    if (!featureExtractor && listed('feature_extractor') && isFile(fePath)) {
+      featureExtractor = new CLIPImageProcessor(clipImageProcessorOptions(parseConfigJson(await readFile(fePath, 'utf8')) as Record<string, unknown>, fePath));
+    }
     const tokenizer = options.tokenizer ?? (await CLIPTokenizer.fromPretrained(root, { subfolder: 'tokenizer', signal }));
     const unet2d = await UNet2DConditionModel.fromPretrained(root, { subfolder: 'unet', variant: variantOf('unet'), signal });
     const textEncoder = await CLIPTextModel.fromPretrained(root, { subfolder: 'text_encoder', variant: variantOf('text_encoder'), signal });
@@ -215,8 +229,19 @@ export class PIAPipeline {
       const vae = await AutoencoderKL.fromPretrained(root, { subfolder: 'vae', variant: variantOf('vae'), signal });
       try {
         const unet = await UNetMotionModel.fromUnet2d(unet2d, options.motionAdapter, { signal });
+        let imageEncoder = options.imageEncoder ?? null;
+        if (!imageEncoder && listed('image_encoder')) {
+          try {
+            imageEncoder = await CLIPVisionModelWithProjection.fromPretrained(root, {
+              subfolder: 'image_encoder', variant: variantOf('image_encoder'), signal,
+            });
+          } catch (e) {
+            unet.dispose();
+            throw e;
+          }
+        }
         return new PIAPipeline({
-          tokenizer, textEncoder, vae, unet, scheduler,
+          tokenizer, textEncoder, vae, unet, scheduler, imageEncoder, featureExtractor,
           maxFrames: options.motionAdapter.config.motion_max_seq_length,
         });
       } catch (e) {

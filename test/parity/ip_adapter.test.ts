@@ -4,7 +4,7 @@
 // no adapter, unload, LoRA together with the adapter, refusals). The processor has its own test
 // (test/unit/clip_image_processor.test.ts).
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -457,5 +457,71 @@ describe('IP-Adapter with LoRA, and refusals', () => {
       (e: { code: string; message: string }) => e.code === 'E_WEIGHTS_MISMATCH' && e.message.includes('ip_adapter.1.to_k_ip.weight'));
     assert.equal((pipe.unet as UNetMotionModel).ipAdapter, loaded);
     pipe.unloadIpAdapter();
+  });
+});
+
+describe('IP-Adapter components saved in a pipeline folder (model_index.json image_encoder / feature_extractor)', () => {
+  // A pipeline folder as save_pretrained writes it after load_ip_adapter: mini-sd's components, the
+  // fixture's image encoder and a preprocessor_config.json, listed in model_index.json (derived in a
+  // temp folder; ../shared is only linked to).
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'pia-ip-folder-'));
+    for (const sub of ['scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae']) {
+      symlinkSync(fixture('models', 'mini-sd', sub), join(dir, sub));
+    }
+    symlinkSync(join(IP, 'models', 'image_encoder'), join(dir, 'image_encoder'));
+    mkdirSync(join(dir, 'feature_extractor'));
+    writeFileSync(join(dir, 'feature_extractor', 'preprocessor_config.json'), JSON.stringify({
+      crop_size: { height: 224, width: 224 }, do_center_crop: true, do_convert_rgb: true, do_normalize: true,
+      do_rescale: true, do_resize: true, image_mean: [0.48145466, 0.4578275, 0.40821073],
+      image_processor_type: 'CLIPImageProcessor', image_std: [0.26862954, 0.26130258, 0.27577711], resample: 3,
+      rescale_factor: 0.00392156862745098, size: { shortest_edge: 224 },
+    }));
+    const index = JSON.parse(readFileSync(fixture('models', 'mini-sd', 'model_index.json'), 'utf8'));
+    index.image_encoder = ['transformers', 'CLIPVisionModelWithProjection'];
+    index.feature_extractor = ['transformers', 'CLIPImageProcessor'];
+    writeFileSync(join(dir, 'model_index.json'), JSON.stringify(index));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('fromPretrained loads them; loadIpAdapter then uses them and matches the golden embeds', async () => {
+    const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+    const pipe = await PIAPipeline.fromPretrained(dir, { motionAdapter });
+    try {
+      assert.ok(pipe.imageEncoder instanceof CLIPVisionModelWithProjection);
+      assert.ok(pipe.featureExtractor instanceof CLIPImageProcessor);
+      assert.equal(pipe.featureExtractor.cropSize, 224);
+      const encoder = pipe.imageEncoder;
+      // The adapter file alone (no image_encoder/ beside it): the pipeline's own encoder is used.
+      const lone = mkdtempSync(join(tmpdir(), 'pia-ip-lone-'));
+      try {
+        copyFileSync(join(IP, 'models', ADAPTERS.base), join(lone, ADAPTERS.base));
+        await pipe.loadIpAdapter(lone, { subfolder: '', weightName: ADAPTERS.base });
+      } finally {
+        rmSync(lone, { recursive: true, force: true });
+      }
+      assert.equal(pipe.imageEncoder, encoder);
+      const enc = readSafetensors(join(GOLDEN, 'base_encode_image.safetensors'));
+      const { imageEmbeds } = await pipe.encodeImage(fixture('ip-adapter', 'golden', 'ip_image_300x260.png'));
+      assertComponent(imageEmbeds, enc, 'ip_image_300x260_image_embeds');
+    } finally {
+      pipe.dispose();
+    }
+  });
+
+  test('a preprocessor config asking for what CLIPImageProcessor does not compute is E_UNSUPPORTED', async () => {
+    const bad = mkdtempSync(join(tmpdir(), 'pia-ip-badfe-'));
+    try {
+      for (const e of ['scheduler', 'text_encoder', 'tokenizer', 'unet', 'vae', 'image_encoder', 'model_index.json']) {
+        symlinkSync(join(dir, e), join(bad, e));
+      }
+      mkdirSync(join(bad, 'feature_extractor'));
+      writeFileSync(join(bad, 'feature_extractor', 'preprocessor_config.json'), JSON.stringify({ do_center_crop: false }));
+      const motionAdapter = await MotionAdapter.fromPretrained(fixture('models', 'mini-sd-motion-adapter'));
+      await assert.rejects(PIAPipeline.fromPretrained(bad, { motionAdapter }), { code: 'E_UNSUPPORTED', message: /do_center_crop/ });
+    } finally {
+      rmSync(bad, { recursive: true, force: true });
+    }
   });
 });
