@@ -6,6 +6,8 @@
 #   carry/node_modules.tar.xz  the runtime packages the pipeline imports (sharp with its libvips)
 #   carry/addon/               the addon and libpia_cuda.so built here (build/Release, CUDA on)
 #   carry/fixtures.tar.xz      the tiny-family models and the goldens test/gpu reads
+#   carry/diffusers.tar.xz     with PIA_DIFFUSERS_GIT=<a diffusers git dir> (the search tool's fetch gives
+#                              one): its src/diffusers, for bench/torch_unet_motion.py (never committed)
 # Then: device run with carry ["carry"] and `bash scripts/gpu-run.sh`. The device copies the tree
 # and the carried paths within 64 MiB in all; this script prints the total and fails above it.
 set -euo pipefail
@@ -19,9 +21,10 @@ LIMIT=$((64 * 1024 * 1024))
 }
 rm -rf carry
 mkdir -p carry/addon
-xz -T0 -6 -c "$(command -v node)" > carry/node.xz
+xz -T0 -9 -c "$(command -v node)" > carry/node.xz
 npx tsc -p tsconfig.json --outDir carry/js --sourceMap false --declaration false
-rm -rf carry/js/bench carry/js/scripts
+# Only the library and what test/gpu imports travel.
+rm -rf carry/js/bench carry/js/scripts carry/js/test/unit carry/js/test/parity carry/js/test/e2e
 cp build/Release/pia_addon.node build/Release/libpia_cuda.so carry/addon/
 strip --strip-unneeded carry/addon/* 2>/dev/null || true
 
@@ -42,9 +45,19 @@ echo "gpu-carry: packages: $mods"
 tar cf - -C node_modules $mods | xz -T0 -6 > carry/node_modules.tar.xz
 
 runs=$(grep -o "'tiny_[A-Za-z0-9_.]*'" test/gpu/*.test.ts | cut -d"'" -f2 | sort -u)
-files=(models/tiny models/tiny-motion-adapter golden/pipeline/input_64x64.png)
+# models/tiny/tokenizer is the CLIP tokenizer the package ships (assets/clip-tokenizer, the same files):
+# gpu-run.sh links it back instead of carrying it twice.
+for f in $(ls "$FIX/models/tiny/tokenizer"); do
+  cmp -s "$FIX/models/tiny/tokenizer/$f" "assets/clip-tokenizer/$f" || { echo "gpu-carry: tiny's tokenizer differs from assets/clip-tokenizer ($f)" >&2; exit 2; }
+done
+files=(models/tiny/model_index.json models/tiny/scheduler models/tiny/text_encoder models/tiny/unet models/tiny/vae
+       models/tiny-motion-adapter golden/pipeline/input_64x64.png)
 for r in $runs; do files+=("golden/pipeline/$r.json" "golden/pipeline/$r.safetensors"); done
 tar cf - -C "$FIX" "${files[@]}" | xz -T0 -6 > carry/fixtures.tar.xz
+
+if [ -n "${PIA_DIFFUSERS_GIT:-}" ]; then
+  git --git-dir="$PIA_DIFFUSERS_GIT" archive HEAD src/diffusers | xz -T0 -9 > carry/diffusers.tar.xz
+fi
 
 carried=$(du -sb carry | cut -f1)
 tree=$(git ls-files -z --cached --others --exclude-standard | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1)

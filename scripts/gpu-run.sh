@@ -46,6 +46,7 @@ if [ -f carry/node.xz ]; then
   nd=$(mktemp -d)
   xz -dc carry/node.xz > "$nd/node" && chmod +x "$nd/node"
   mkdir -p "$nd/fixtures" && tar xJf carry/fixtures.tar.xz -C "$nd/fixtures"
+  ln -s "$PWD/assets/clip-tokenizer" "$nd/fixtures/models/tiny/tokenizer"
   [ -d carry/js/node_modules ] || { mkdir -p carry/js/node_modules && tar xJf carry/node_modules.tar.xz -C carry/js/node_modules; }
   PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$PWD/carry/addon/pia_addon.node" \
     "$nd/node" --test --test-reporter=spec carry/js/test/gpu/*.test.js 2>&1 | tee "$LOGS/node-gpu.txt"
@@ -60,6 +61,9 @@ if [ "$what" != "tests" ]; then
   # diffusers' UNetMotionModel in PyTorch on the same GPU (skips itself without torch/diffusers;
   # PIA_DIFFUSERS_SRC names a diffusers checkout's src folder, brought along, never committed).
   if command -v python3 >/dev/null 2>&1; then
+    if [ -z "${PIA_DIFFUSERS_SRC:-}" ] && [ -f carry/diffusers.tar.xz ]; then
+      dd=$(mktemp -d) && tar xJf carry/diffusers.tar.xz -C "$dd" && export PIA_DIFFUSERS_SRC="$dd/src"
+    fi
     ours=$(sed -n 's/.*result unet_step_s=\([0-9.]*\).*/\1/p' "$LOGS/bench.txt" | head -1)
     timeout "${PIA_TORCH_TIMEOUT:-300}" python3 bench/torch_unet_motion.py ${ours:+--ours "$ours"} 2>&1 | tee "$LOGS/torch.txt"
   fi
