@@ -3,7 +3,6 @@
 // or a black frame; 'auto' picks the GPU; model CPU offload changes nothing in the result.
 // Skipped, with the reason, where CUDA is unusable (no driver, no GPU, a build without CUDA).
 import { describe, test, before, after } from 'node:test';
-import { readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { backends } from '../../lib/backends.js';
 import { MotionAdapter } from '../../lib/models/motion_adapter.js';
@@ -11,12 +10,10 @@ import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
 import { AutoencoderKL } from '../../lib/models/autoencoder_kl.js';
 import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import type { PipelineDtype } from '../../lib/loaders/device_options.js';
-import { Generator } from '../../lib/random/generator.js';
 import { readSafetensors } from '../../lib/io/safetensors.js';
-import { schedulerFromConfig } from '../../lib/schedulers/index.js';
 import type { Tensor } from '../../lib/tensor.js';
-import { parseConfigJson } from '../../lib/config_json.js';
 import { fixture } from '../helpers/fixtures.js';
+import { readGoldenRun, replayGoldenRun, type GoldenRun } from '../helpers/pipeline_golden.js';
 import { assertClose } from '../helpers/compare.js';
 
 const LATENT_ATOL = 1e-3, LATENT_RTOL = 1e-4, FRAME_ATOL = 1e-3;
@@ -25,53 +22,13 @@ const MIN_PSNR_DB = 40;
 const cuda = backends().cuda;
 const skip = cuda.available ? false : `no usable GPU: ${cuda.reason ?? 'CUDA unavailable'}`;
 
-interface GoldenRun {
-  call: {
-    prompt: string | string[]; negative_prompt: string | string[] | null; strength: number; num_frames: number;
-    height: number; width: number; num_inference_steps: number; guidance_scale: number; eta: number;
-    generator: string; motion_scale: number; clip_skip: number | null; image: string;
-    output_type: 'np' | 'latent';
-  };
-  scheduler: { cls: string; config: Record<string, unknown> };
-  freeu: null | { s1: number; s2: number; b1: number; b2: number };
-}
-
-function seedOf(desc: string): bigint {
-  return BigInt(/manual_seed\((\d+)\)/.exec(desc)![1]);
-}
-
-// A run's call on `pipe` (frames as a [B, F, H, W, 3] tensor in [0, 1]) and its final latents.
+// A golden run replayed on `pipe` (test/helpers/pipeline_golden.ts): frames and final latents.
 async function runGolden(pipe: PIAPipeline, run: GoldenRun): Promise<{ frames: Tensor; latents: Tensor }> {
-  const c = run.call;
-  pipe.scheduler = schedulerFromConfig(run.scheduler.config, run.scheduler.cls);
-  if (run.freeu) pipe.enableFreeU(run.freeu);
-  else pipe.disableFreeU();
-  let latents: Tensor | undefined;
-  const out = await pipe.generate({
-    image: fixture(c.image.split(' ')[0]),
-    prompt: c.prompt,
-    negativePrompt: c.negative_prompt ?? undefined,
-    strength: c.strength,
-    numFrames: c.num_frames,
-    height: c.height,
-    width: c.width,
-    numInferenceSteps: c.num_inference_steps,
-    guidanceScale: c.guidance_scale,
-    eta: c.eta,
-    generator: new Generator().manualSeed(seedOf(c.generator)),
-    motionScale: c.motion_scale,
-    clipSkip: c.clip_skip ?? undefined,
-    outputType: 'tensor',
-    onStepEnd: (_i, _t, s) => {
-      latents = { data: Float32Array.from(s.latents.data), shape: [...s.latents.shape] };
-    },
-  });
-  return { frames: out.frames as Tensor, latents: latents! };
+  const { output, steps } = await replayGoldenRun(pipe, run);
+  return { frames: output, latents: steps[steps.length - 1] };
 }
 
-function readRun(file: string): GoldenRun {
-  return parseConfigJson(readFileSync(fixture(`golden/pipeline/${file}.json`), 'utf8')) as GoldenRun;
-}
+const readRun = readGoldenRun;
 
 /** PSNR of frames in [0, 1]. */
 function psnr(a: ArrayLike<number>, b: ArrayLike<number>): number {
