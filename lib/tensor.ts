@@ -23,6 +23,19 @@ export function zeros(shape: readonly number[]): Tensor {
   return { data: new Float32Array(numel(shape)), shape: [...shape] };
 }
 
+/** A `{ data: Float32Array, shape: number[] }` object (sizes unchecked: assertTensor checks them). */
+export function isTensor(x: unknown): x is Tensor {
+  return x !== null && typeof x === 'object' && (x as Tensor).data instanceof Float32Array && Array.isArray((x as Tensor).shape);
+}
+
+/**
+ * An owned float32 copy of a stored tensor (a safetensors or pickle view), which stays valid after its
+ * file is closed or unmapped.
+ */
+export function copyTensor(stored: { toFloat32(): Float32Array; shape: readonly number[] }): Tensor {
+  return { data: Float32Array.from(stored.toFloat32()), shape: [...stored.shape] };
+}
+
 /** Checks that `x` is a Tensor-shaped object; `name` is the option reported in the error. */
 export function assertTensor(x: unknown, name: string, rank?: number): asserts x is Tensor {
   const t = x as Partial<Tensor> | null;

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { PiaError, invalidArgument } from '../errors.js';
 import { readSafetensors, saveSafetensors, type SaveableTensor } from '../io/safetensors.js';
 import type { NativeLoraContribution, NativeLoraTarget } from '../native/types.js';
-import type { Tensor } from '../tensor.js';
+import { copyTensor, type Tensor } from '../tensor.js';
 
 export type LoraNetwork = 'unet' | 'textEncoder';
 
@@ -47,11 +47,6 @@ interface RawPair {
 
 // LoRA variants diffusers v0.26.3 cannot load either (LyCORIS LoHa/LoKr, DoRA, full diffs).
 const UNSUPPORTED_PARTS = ['hada_', 'lokr_', 'dora_scale', 'lora_mid', '.diff', '.diff_b', '.w_norm', '.b_norm'];
-
-function tensorOf(file: ReturnType<typeof readSafetensors>, key: string): Tensor {
-  const raw = file.get(key);
-  return { data: Float32Array.from(raw.toFloat32()), shape: raw.shape };
-}
 
 /**
  * The per-module pairs of a LoRA file, keyed by network and by the module name AS WRITTEN (kohya: the
@@ -111,7 +106,7 @@ function assign(p: RawPair, what: 'down' | 'up' | 'alpha', file: ReturnType<type
     if (t.shape.length > 1 || t.data.length !== 1) throw mismatch(path, [key], `must be a scalar, got shape [${t.shape}]`);
     p.alpha = t.toFloat32()[0];
   } else {
-    p[what] = tensorOf(file, key);
+    p[what] = copyTensor(file.get(key));
   }
 }
 

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { PiaError, invalidArgument } from '../errors.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { isTorchTensor, readTorchCheckpoint, type PickleValue } from '../io/torch_checkpoint.js';
-import { assertTensor, type Tensor } from '../tensor.js';
+import { assertTensor, copyTensor, isTensor, type Tensor } from '../tensor.js';
 
 /** A loaded embedding file as diffusers sees it: named tensors (safetensors), or a torch pickle's dict. */
 type EmbeddingDict = Map<string, Tensor | PickleValue>;
@@ -20,11 +20,7 @@ export interface TextualInversionTokens {
 
 function tensorFromPickle(v: PickleValue, what: string, file: string): Tensor {
   if (!isTorchTensor(v)) throw new PiaError('E_UNSUPPORTED', `textual inversion ${file}: ${what} is not a tensor`, { file });
-  return { data: Float32Array.from(v.toFloat32()), shape: [...v.shape] };
-}
-
-function isTensor(v: unknown): v is Tensor {
-  return v !== null && typeof v === 'object' && (v as Tensor).data instanceof Float32Array && Array.isArray((v as Tensor).shape);
+  return copyTensor(v);
 }
 
 /**
@@ -53,8 +49,7 @@ function readEmbeddingFile(path: string): EmbeddingDict {
     const f = readSafetensors(path);
     try {
       for (const name of f.names()) {
-        const t = f.get(name);
-        out.set(name, { data: Float32Array.from(t.toFloat32()), shape: t.shape });
+        out.set(name, copyTensor(f.get(name)));
       }
     } finally {
       f.close();

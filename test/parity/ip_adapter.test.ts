@@ -18,7 +18,7 @@ import { UNetMotionModel } from '../../lib/models/unet_motion_model.js';
 import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import { Generator } from '../../lib/random/generator.js';
 import { schedulerFromConfig } from '../../lib/schedulers/index.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { copyTensor, type Tensor } from '../../lib/tensor.js';
 import { assertClose, maxDiff } from '../helpers/compare.js';
 import { fixture } from '../helpers/fixtures.js';
 import { bytesOf, tensor as pyTensor, torchSaveZip, type PyValue } from '../helpers/torch_pickle.js';
@@ -37,8 +37,7 @@ const ADAPTERS = { base: 'ip-adapter_sd15.safetensors', plus: 'ip-adapter-plus_s
 type File = ReturnType<typeof readSafetensors>;
 
 function toTensor(file: File, name: string): Tensor {
-  const t = file.get(name);
-  return { data: Float32Array.from(t.toFloat32()), shape: [...t.shape] };
+  return copyTensor(file.get(name));
 }
 
 function assertComponent(ours: Tensor, file: File, name: string, what = name): void {

@@ -16,7 +16,7 @@ import { PIAPipeline } from '../../lib/pipelines/pia.js';
 import { Generator } from '../../lib/random/generator.js';
 import { schedulerFromConfig } from '../../lib/schedulers/index.js';
 import { parseConfigJson } from '../../lib/config_json.js';
-import type { Tensor } from '../../lib/tensor.js';
+import { copyTensor, type Tensor } from '../../lib/tensor.js';
 import { assertClose, maxDiff } from '../helpers/compare.js';
 import { fixture } from '../helpers/fixtures.js';
 
@@ -33,8 +33,7 @@ const DIFFUSERS = 'mini-sd-lora.diffusers.safetensors';
 const UNET_KEYS = ['f4_t999_out', 'f4_t500_out', 'f4_t957.375_out', 'f8_t500_out'];
 
 function toTensor(file: ReturnType<typeof readSafetensors>, name: string): Tensor {
-  const t = file.get(name);
-  return { data: Float32Array.from(t.toFloat32()), shape: [...t.shape] };
+  return copyTensor(file.get(name));
 }
 
 function assertComponent(ours: Float32Array, ref: Float32Array, what: string): void {
