@@ -38,6 +38,11 @@ export function invalidArgument(option: string, message: string): PiaError {
   return new PiaError('E_INVALID_ARGUMENT', `${option}: ${message}`, { option });
 }
 
+/** E_INVALID_ARGUMENT naming `option` unless `x` is a finite number (Number.isFinite: no coercion). */
+export function assertFiniteNumber(x: unknown, option: string): asserts x is number {
+  if (!Number.isFinite(x)) throw invalidArgument(option, 'must be a finite number');
+}
+
 /** What Node's own APIs reject with when an AbortSignal fires. */
 export function abortError(signal?: AbortSignal): DOMException {
   const reason = signal?.reason;

@@ -6,7 +6,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { PiaError, invalidArgument } from '../errors.js';
+import { PiaError, invalidArgument, assertFiniteNumber } from '../errors.js';
 import { readSafetensors, saveSafetensors, type SaveableTensor } from '../io/safetensors.js';
 import type { NativeLoraContribution, NativeLoraTarget } from '../native/types.js';
 import { copyTensor, type Tensor } from '../tensor.js';
@@ -236,7 +236,7 @@ export class LoraAdapters {
     if (typeof name !== 'string' || name.length === 0) throw invalidArgument('adapterName', 'must be a non-empty string');
     if (this.#adapters.has(name)) throw invalidArgument('adapterName', `an adapter named '${name}' is already loaded`);
     const weight = options.scale ?? 1;
-    if (typeof weight !== 'number' || !Number.isFinite(weight)) throw invalidArgument('scale', 'must be a finite number');
+    assertFiniteNumber(weight, 'scale');
     const file = resolveLoraFile(path, options.weightName);
     const adapter = readLoraAdapter(file, name, this.unet, this.textEncoder);
     this.#adapters.set(name, adapter);
@@ -267,7 +267,7 @@ export class LoraAdapters {
 
   /** fuse_lora: W += loraScale · weight · alpha/rank · up @ down for the active adapters (a no-op when already fused). */
   async fuse(loraScale = 1): Promise<void> {
-    if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+    assertFiniteNumber(loraScale, 'loraScale');
     if (this.#fused && !this.#fused.permanent) return;
     if (this.#fused?.permanent) throw new PiaError('E_UNSUPPORTED', 'fuseLora: an unloaded LoRA is already fused into the weights');
     this.#fused = { adapters: this.#active.map((a) => ({ adapter: this.#adapters.get(a.name)!, weight: a.weight })), scale: loraScale, permanent: false };

@@ -1,5 +1,5 @@
 // transformers' CLIPTextModel over the native network (native/nn/clip_text_model.cpp).
-import { PiaError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { PiaError, fromNativeError, invalidArgument, throwIfAborted, assertFiniteNumber } from '../errors.js';
 import { addon } from '../native/addon.js';
 import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
@@ -150,7 +150,7 @@ export class CLIPTextModel {
     }
     const outputHiddenStates = options.outputHiddenStates === true;
     const loraScale = options.loraScale ?? 1;
-    if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+    assertFiniteNumber(loraScale, 'loraScale');
     let out;
     try {
       out = await this.#placed(() => addon().clipTextModel.forward(handle, ids, batch, seqLen, clipSkip, outputHiddenStates, loraScale));

@@ -1,6 +1,6 @@
 // diffusers' UNetMotionModel (built like UNetMotionModel.from_unet2d, PIA's 9-channel conv_in
 // included) over the native network (native/nn/unet_motion_model.cpp).
-import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted } from '../errors.js';
+import { PiaError, abortError, fromNativeError, invalidArgument, throwIfAborted, assertFiniteNumber } from '../errors.js';
 import { addon } from '../native/addon.js';
 import { loadNativeHandle } from '../native/load_handle.js';
 import type { NativeCancelToken, NativeFreeU, NativeLoraContribution, NativeLoraTarget, NativeModelHandle } from '../native/types.js';
@@ -119,7 +119,7 @@ export class UNetMotionModel {
     const handle = this.#live();
     throwIfAborted(options.signal);
     const loraScale = options.loraScale ?? 1;
-    if (typeof loraScale !== 'number' || !Number.isFinite(loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+    assertFiniteNumber(loraScale, 'loraScale');
     // UNetMotionModel.forward with encoder_hid_dim_type "ip_image_proj" requires image_embeds; without an
     // adapter there is nothing to project them with.
     const ipAdapter = this.#ipAdapter;
@@ -155,7 +155,7 @@ export class UNetMotionModel {
         `expected [${B}, S, ${c.cross_attention_dim}], got [${encoderHiddenStates.shape.join(', ')}]`,
       );
     }
-    if (typeof timestep !== 'number' || !Number.isFinite(timestep)) throw invalidArgument('timestep', 'must be a finite number');
+    assertFiniteNumber(timestep, 'timestep');
     const freeU = this.#freeU;
     return this.#placed(() => cancellable(options.signal, (token) =>
       addon().unetMotionModel.forward(handle, sample, timestep, encoderHiddenStates, freeU, token, loraScale,
@@ -183,7 +183,7 @@ export class UNetMotionModel {
 
   /** set_ip_adapter_scale: the weight of the image branch in every IP cross-attention. */
   setIpAdapterScale(scale: number): void {
-    if (typeof scale !== 'number' || !Number.isFinite(scale)) throw invalidArgument('scale', 'must be a finite number');
+    assertFiniteNumber(scale, 'scale');
     this.#ipScale = scale;
   }
 
@@ -214,7 +214,7 @@ export class UNetMotionModel {
     if (options === null || typeof options !== 'object') throw invalidArgument('enableFreeU', 'expected { s1, s2, b1, b2 }');
     const { s1, s2, b1, b2 } = options;
     for (const [k, v] of Object.entries({ s1, s2, b1, b2 })) {
-      if (typeof v !== 'number' || !Number.isFinite(v)) throw invalidArgument(k, 'must be a finite number');
+      assertFiniteNumber(v, k);
     }
     this.#freeU = { s1, s2, b1, b2 };
   }

@@ -1,7 +1,7 @@
 // PIAPipeline: diffusers v0.26.3 pipelines/pia/pipeline_pia.py, step for step, so that the same
 // weights, seed and options give the same video. Numbered comments follow diffusers' __call__.
 import { randomBytes } from 'node:crypto';
-import { PiaError, invalidArgument, throwIfAborted } from '../errors.js';
+import { PiaError, invalidArgument, throwIfAborted, assertFiniteNumber } from '../errors.js';
 import { freeInitFilter, freqMix3d, resolveFreeInit, type FreeInitOptions, type ResolvedFreeInit } from '../freeinit.js';
 import { Generator } from '../random/generator.js';
 import type { SchedulerBase } from '../schedulers/index.js';
@@ -524,7 +524,7 @@ export class PIAPipeline {
   async encodePrompt(prompt: string | string[] | undefined, options: EncodePromptOptions = {}): Promise<{ promptEmbeds: Tensor; negativePromptEmbeds?: Tensor }> {
     const cfg = options.doClassifierFreeGuidance ?? true;
     if (options.loraScale !== undefined) {
-      if (typeof options.loraScale !== 'number' || !Number.isFinite(options.loraScale)) throw invalidArgument('loraScale', 'must be a finite number');
+      assertFiniteNumber(options.loraScale, 'loraScale');
       this.#textLoraScale = options.loraScale;
     }
     const loraScale = this.#textLoraScale;
@@ -583,7 +583,7 @@ export class PIAPipeline {
     if (o.numFrames !== undefined) posInt(o.numFrames, 'numFrames', this.maxFrames);
     if (o.numInferenceSteps !== undefined) posInt(o.numInferenceSteps, 'numInferenceSteps', 1000);
     if (o.strength !== undefined && !(o.strength >= 0 && o.strength <= 1)) throw invalidArgument('strength', 'must be in [0, 1]');
-    if (o.guidanceScale !== undefined && !Number.isFinite(o.guidanceScale)) throw invalidArgument('guidanceScale', 'must be a finite number');
+    if (o.guidanceScale !== undefined) assertFiniteNumber(o.guidanceScale, 'guidanceScale');
     if (o.eta !== undefined && !(o.eta >= 0 && Number.isFinite(o.eta))) throw invalidArgument('eta', 'must be a number >= 0');
     if (o.motionScale !== undefined && !(Number.isInteger(o.motionScale) && o.motionScale >= 0 && o.motionScale < RANGE_LIST.length)) {
       throw invalidArgument('motionScale', `must be an integer in 0..${RANGE_LIST.length - 1}`);
@@ -595,7 +595,7 @@ export class PIAPipeline {
       throw invalidArgument('clipSkip', `must be an integer in 0..${this.textEncoder.config.num_hidden_layers - 1}`);
     }
     if (o.generator !== undefined && !(o.generator instanceof Generator)) throw invalidArgument('generator', 'must be a Generator');
-    if (o.loraScale !== undefined && !(typeof o.loraScale === 'number' && Number.isFinite(o.loraScale))) throw invalidArgument('loraScale', 'must be a finite number');
+    if (o.loraScale !== undefined) assertFiniteNumber(o.loraScale, 'loraScale');
     if (o.latents !== undefined) assertTensor(o.latents, 'latents', 5);
     if (o.ipAdapterImage !== undefined && !this.#ip.adapter) {
       throw invalidArgument('ipAdapterImage', 'no IP-Adapter is loaded (pipe.loadIpAdapter first)');
