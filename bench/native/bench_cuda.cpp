@@ -68,6 +68,9 @@ class FlopCounter final : public Backend {
   Tensor group_norm(const Tensor& x, int g, const Tensor& ga, const Tensor& be, float eps, Activation a) override {
     return b_->group_norm(x, g, ga, be, eps, a);
   }
+  Tensor group_norm_frames(const Tensor& x, int64_t f, int g, const Tensor& ga, const Tensor& be, float eps) override {
+    return b_->group_norm_frames(x, f, g, ga, be, eps);
+  }
   Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
     return b_->layer_norm(x, g, b, eps);
   }

@@ -3,6 +3,7 @@
 // double gives us; the normalisation itself follows torch's float formula
 // y = x · (rstd·γ) + (β − mean·rstd·γ).
 #include <cmath>
+#include <vector>
 
 #include "../core/thread_pool.h"
 #include "kernels.h"
@@ -21,23 +22,45 @@ void stats(const float* x, int64_t n, float eps, float& mean, float& rstd) {
 }  // namespace
 
 void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, const float* gamma, const float* beta,
-                float eps, Activation act, float* y) {
-  const int64_t cg = C / groups;
+                float eps, Activation act, float* y, int64_t frames) {
+  const int64_t cg = C / groups, span = cg * S;
   parallel_for(0, N * groups, 1, [&](int64_t b, int64_t e) {
     for (int64_t ng = b; ng < e; ++ng) {
       const int64_t n = ng / groups, g = ng % groups;
-      const float* xg = x + (n * C + g * cg) * S;
-      float* yg = y + (n * C + g * cg) * S;
+      auto at = [&](int64_t f) { return ((n * frames + f) * C + g * cg) * S; };
       float mean, rstd;
-      stats(xg, cg * S, eps, mean, rstd);
-      for (int64_t c = 0; c < cg; ++c) {
-        const int64_t ch = g * cg + c;
-        const float sc = rstd * (gamma ? gamma[ch] : 1.f);
-        const float sh = (beta ? beta[ch] : 0.f) - mean * sc;
-        affine_row(yg + c * S, xg + c * S, S, sc, sh);
+      if (frames == 1) {
+        stats(x + at(0), span, eps, mean, rstd);
+      } else {
+        // Per-frame moments in double, pooled exactly (Chan et al.): the same statistics as
+        // one pass over the permuted copy, without making it.
+        double m = 0, v = 0;
+        std::vector<double> fm(static_cast<size_t>(frames)), fv(static_cast<size_t>(frames));
+        for (int64_t f = 0; f < frames; ++f) {
+          moments(x + at(f), span, fm[size_t(f)], fv[size_t(f)]);
+          m += fm[size_t(f)];
+        }
+        m /= double(frames);
+        for (int64_t f = 0; f < frames; ++f) {
+          const double d = fm[size_t(f)] - m;
+          v += fv[size_t(f)] + d * d;
+        }
+        v /= double(frames);
+        mean = float(m);
+        rstd = 1.f / std::sqrt(float(v) + eps);
       }
-      // fused activation while the group is still in cache
-      activation_inplace_serial(yg, cg * S, act);
+      for (int64_t f = 0; f < frames; ++f) {
+        const float* xg = x + at(f);
+        float* yg = y + at(f);
+        for (int64_t c = 0; c < cg; ++c) {
+          const int64_t ch = g * cg + c;
+          const float sc = rstd * (gamma ? gamma[ch] : 1.f);
+          const float sh = (beta ? beta[ch] : 0.f) - mean * sc;
+          affine_row(yg + c * S, xg + c * S, S, sc, sh);
+        }
+        // fused activation while the group is still in cache
+        activation_inplace_serial(yg, span, act);
+      }
     }
   });
 }

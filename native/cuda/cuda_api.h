@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PIA_CUDA_ABI_VERSION 3
+#define PIA_CUDA_ABI_VERSION 4
 
 // Return codes of the ops table; the message of the last failure on this thread is last_error().
 #define PIA_CUDA_OK 0
@@ -119,9 +119,10 @@ struct PiaCudaOps {
   // --- ops -----------------------------------------------------------------------------------------
   int (*gemm)(int device, const PiaGemmArgs* a);
   int (*conv2d)(int device, const PiaConv2dArgs* a);
-  // x [N, C, S] -> y; statistics in f32 over (C/groups) × S; affine per channel; act fused.
-  int (*group_norm)(int device, int dtype, const void* x, void* y, int64_t N, int64_t C, int64_t S, int64_t groups,
-                    const void* gamma, const void* beta, float eps, int act);
+  // x [N·frames, C, S] -> y; statistics in f32 over frames × (C/groups) × S of each of the N
+  // samples (frames 1: plain GroupNorm); affine per channel; act fused.
+  int (*group_norm)(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
+                    int64_t groups, const void* gamma, const void* beta, float eps, int act);
   int (*layer_norm)(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
                     const void* beta, float eps);
   int (*attention)(int device, const PiaAttentionArgs* a);

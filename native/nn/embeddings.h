@@ -33,7 +33,9 @@ struct SinusoidalPositionalEmbedding {
   Tensor pe;  // [1, max_seq_length, D]
   int64_t max_seq_length = 0;
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t embed_dim, int64_t max_len);
-  Tensor operator()(Backend& be, const Tensor& x) const;
+  // x [N, S, D]: position s added to row s of every sequence. With frames > 0, x is the motion
+  // modules' frame-major [B·F, HW, D] (frames = F) and frame f's position goes to every pixel of it.
+  Tensor operator()(Backend& be, const Tensor& x, int64_t frames = 0) const;
 };
 
 }  // namespace pia::nn

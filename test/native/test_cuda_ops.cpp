@@ -159,6 +159,19 @@ std::vector<OpCase> op_cases() {
                 }});
   cs.push_back({"group_norm 5-D [2,32,3,5,7] 8 groups no affine", {r({2, 32, 3, 5, 7})},
                 [none](Backend& b, std::vector<Tensor>& i) { return b.group_norm(i[0], 8, none, none, 1e-6f); }});
+  // Spans longer than one 16384-element chunk: the statistics are pooled across blocks.
+  cs.push_back({"group_norm+SiLU [1,64,130,131] (4 chunks a group, offset 2)",
+                {randn({1, 64, 130, 131}, seed++, 1.f, 2.f), r({64}), r({64})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  return b.group_norm(i[0], 32, i[1], i[2], 1e-6f, Activation::SiLU);
+                }});
+  for (int64_t F : {1, 3, 16}) {
+    cs.push_back({"group_norm_frames F" + std::to_string(F) + " [2·F,64,9,7] 32 groups",
+                  {randn({2 * F, 64, 9, 7}, seed++, 1.5f, 1.f), r({64}), r({64})},
+                  [F](Backend& b, std::vector<Tensor>& i) { return b.group_norm_frames(i[0], F, 32, i[1], i[2], 1e-6f); }});
+  }
+  cs.push_back({"group_norm_frames F8 [8,16,100,90] 4 groups no affine (chunked)", {r({8, 16, 100, 90})},
+                [none](Backend& b, std::vector<Tensor>& i) { return b.group_norm_frames(i[0], 8, 4, none, none, 1e-6f); }});
   cs.push_back({"layer_norm [3,17,200]", {r({3, 17, 200}, 3.f), r({200}), r({200})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.layer_norm(i[0], i[1], i[2], 1e-5f); }});
   cs.push_back({"layer_norm [2,77,768] no affine", {randn({2, 77, 768}, seed++, 1.f, 2.f)},
@@ -267,7 +280,7 @@ void rounded_weights(WeightStore& src, WeightStore& dst, DType dt) {
 
 }  // namespace
 
-// Runs on every machine: the default temporal_attention (native/cpu/temporal_attention.cpp) is the
+// Runs on every machine: the default temporal_attention (native/ops/backend_defaults.cpp) is the
 // permute/attention/permute composition, checked here against a direct per-pixel loop.
 PIA_TEST(temporal_attention_default_matches_per_pixel_attention) {
   auto cpu = make_cpu_backend();

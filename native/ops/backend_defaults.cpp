@@ -1,5 +1,8 @@
-// Backend::temporal_attention's default: the permute/attention/permute composition that diffusers'
-// TransformerTemporalModel performs with its reshapes, out of the backend's own ops.
+// The defaults of Backend's layout-aware ops (temporal_attention, group_norm_frames): the
+// permute/op/permute compositions that diffusers' TransformerTemporalModel performs with its
+// reshapes, out of the backend's own ops. A backend overrides them to work in place.
+#include <algorithm>
+
 #include "../core/errors.h"
 #include "../ops/backend.h"
 
@@ -29,6 +32,19 @@ Tensor Backend::temporal_attention(const Tensor& q, const Tensor& k, const Tenso
   Tensor o = attention(swap_frames_and_pixels(*this, q, B, frames, HW), swap_frames_and_pixels(*this, k, B, frames, HW),
                        swap_frames_and_pixels(*this, v, B, frames, HW), p);
   return swap_frames_and_pixels(*this, o, B, HW, frames);
+}
+
+Tensor Backend::group_norm_frames(const Tensor& x, int64_t frames, int groups, const Tensor& gamma,
+                                  const Tensor& beta, float eps) {
+  PIA_CHECK(x.defined() && x.dim() >= 2 && frames > 0 && x.size(0) % frames == 0, "E_INVALID_ARGUMENT",
+            "group_norm_frames: x " + (x.defined() ? shape_str(x.shape()) : std::string("undefined")) + " with " +
+                std::to_string(frames) + " frames");
+  const int64_t N = x.size(0) / frames, C = x.size(1), S = x.numel() / std::max<int64_t>(1, x.size(0) * C);
+  const Tensor c = x.is_contiguous() ? x : contiguous(x);
+  // (N·F, C, S) -> (N, C, F, S), normalise, and back.
+  Tensor t = contiguous(c.reshape({N, frames, C, S}).permute({0, 2, 1, 3}));
+  t = group_norm(t, groups, gamma, beta, eps);
+  return contiguous(t.permute({0, 2, 1, 3})).reshape(x.shape());
 }
 
 }  // namespace pia
