@@ -74,6 +74,10 @@ class FlopCounter final : public Backend {
   Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
     return b_->layer_norm(x, g, b, eps);
   }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& a,
+                        int64_t div) override {
+    return b_->layer_norm_add(x, g, b, eps, a, div);
+  }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) override {
     flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(k.size(1)) * double(q.size(2) + v.size(2));
     return b_->attention(q, k, v, p);

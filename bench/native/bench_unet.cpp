@@ -80,6 +80,10 @@ class CountingBackend : public Backend {
   Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override { Timed _t{*this, "layer_norm"};
     return b_->layer_norm(x, g, b, eps);
   }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& a, int64_t div) override {
+    Timed _t{*this, "layer_norm"};
+    return b_->layer_norm_add(x, g, b, eps, a, div);
+  }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) override { Timed _t{*this, "attention"};
     // q·kᵀ and p·v: 2·B·Sq·Sk·(D + Dv) over all heads.
     flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(k.size(1)) * double(q.size(2) + v.size(2));

@@ -250,6 +250,25 @@ class CpuBackend final : public Backend {
     return y;
   }
 
+  Tensor layer_norm_add(const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps, const Tensor& add_,
+                        int64_t add_div) override {
+    Tensor x = f32(x_, "layer_norm_add", "x"), add = f32(add_, "layer_norm_add", "add");
+    if (x.dim() < 1) bad("layer_norm_add", "scalar input");
+    const int64_t D = x.size(-1), R = x.numel() / std::max<int64_t>(D, 1);
+    if (add.dim() != 2 || add.size(1) != D || add.size(0) < 1 || add_div < 1 || R % (add.size(0) * add_div)) {
+      bad("layer_norm_add", "add " + shape_str(add.shape()) + " (every " + std::to_string(add_div) +
+                                " rows) does not tile x " + shape_str(x.shape()));
+    }
+    Tensor g, b;
+    if (g_.defined()) g = f32(g_, "layer_norm_add", "weight");
+    if (b_.defined()) b = f32(b_, "layer_norm_add", "bias");
+    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad("layer_norm_add", "affine size mismatch");
+    Tensor y = cpu::new_tensor(x.shape());
+    cpu::layer_norm(x.data<float>(), R, D, opt_ptr(g), opt_ptr(b), eps, y.data<float>(), add.data<float>(), add_div,
+                    add.size(0));
+    return y;
+  }
+
   Tensor attention(const Tensor& q_, const Tensor& k_, const Tensor& v_, const AttentionParams& p) override {
     Tensor q = f32(q_, "attention", "q"), k = f32(k_, "attention", "k"), v = f32(v_, "attention", "v");
     if (q.dim() != 3 || k.dim() != 3 || v.dim() != 3 || p.heads <= 0) bad("attention", "q, k, v must be [B, S, H*D]");

@@ -52,7 +52,9 @@ void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const 
 void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, const float* gamma, const float* beta,
                 float eps, Activation act, float* y, int64_t frames = 1);
 // torch.nn.LayerNorm over the last dim D of rows x [R, D].
-void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y);
+// With `add` [P, D], row r then gets add[(r / add_div) % P] added (Backend::layer_norm_add).
+void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y,
+                const float* add = nullptr, int64_t add_div = 1, int64_t add_period = 1);
 
 // Flash-style attention; q [B,Sq,H·D], k [B,Sk,H·D], v [B,Sk,H·Dv] -> o [B,Sq,H·Dv]. With
 // interleave = G > 1 the B sequences are stored G at a time, interleaved row by row: q is

@@ -65,7 +65,8 @@ void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, con
   });
 }
 
-void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y) {
+void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y,
+                const float* add, int64_t add_div, int64_t add_period) {
   parallel_for(0, R, std::max<int64_t>(1, 4096 / std::max<int64_t>(D, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const float* xr = x + r * D;
@@ -73,6 +74,11 @@ void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const 
       float mean, rstd;
       stats(xr, D, eps, mean, rstd);
       for (int64_t i = 0; i < D; ++i) yr[i] = (xr[i] - mean) * rstd * (gamma ? gamma[i] : 1.f) + (beta ? beta[i] : 0.f);
+      if (add) {
+        // The norm's float result first, then the add: the two roundings of the unfused ops.
+        const float* ar = add + ((r / add_div) % add_period) * D;
+        for (int64_t i = 0; i < D; ++i) yr[i] += ar[i];
+      }
     }
   });
 }

@@ -123,8 +123,9 @@ struct PiaCudaOps {
   // samples (frames 1: plain GroupNorm); affine per channel; act fused.
   int (*group_norm)(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
                     int64_t groups, const void* gamma, const void* beta, float eps, int act);
+  // add (or null) [add_period, D]: row r then gets add[(r / add_div) % add_period] (Backend::layer_norm_add).
   int (*layer_norm)(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
-                    const void* beta, float eps);
+                    const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period);
   int (*attention)(int device, const PiaAttentionArgs* a);
   // y (contiguous, shape) = a op b with strides per operand (0 on broadcast dims); op: pia::BinaryOp.
   int (*binary)(int device, int dtype, int op, const PiaStridedShape* shape, const void* a, const int64_t* a_strides,

@@ -269,17 +269,13 @@ class CudaBackend final : public Backend {
     return run_group_norm("group_norm_frames", x, frames, groups, g, b, eps, Activation::None);
   }
 
-  Tensor layer_norm(const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps) override {
-    Tensor x = arg(x_, "layer_norm", "x");
-    if (x.dim() < 1) bad("layer_norm", "scalar input");
-    const int64_t D = x.size(-1);
-    Tensor g = opt_arg(g_, "layer_norm", "weight"), b = opt_arg(b_, "layer_norm", "bias");
-    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad("layer_norm", "affine size mismatch");
-    Tensor y = alloc(x.shape(), dt_);
-    ok(ops_->layer_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), x.numel() / std::max<int64_t>(D, 1), D, ptr(g), ptr(b),
-                        eps),
-       "layer_norm");
-    return y;
+  Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
+    return run_layer_norm("layer_norm", x, g, b, eps, Tensor(), 1);
+  }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& add,
+                        int64_t add_div) override {
+    if (!add.defined()) bad("layer_norm_add", "add is undefined");
+    return run_layer_norm("layer_norm_add", x, g, b, eps, add, add_div);
   }
 
   // --- attention ----------------------------------------------------------------------------------
@@ -536,6 +532,25 @@ class CudaBackend final : public Backend {
     const int64_t S = x.numel() / std::max<int64_t>(1, x.size(0) * C);
     ok(ops_->group_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), x.size(0) / frames, frames, C, S, groups, ptr(g),
                         ptr(b), eps, int(act)),
+       op);
+    return y;
+  }
+
+  Tensor run_layer_norm(const char* op, const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps,
+                        const Tensor& add_, int64_t add_div) {
+    Tensor x = arg(x_, op, "x");
+    if (x.dim() < 1) bad(op, "scalar input");
+    const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
+    Tensor g = opt_arg(g_, op, "weight"), b = opt_arg(b_, op, "bias"), add = opt_arg(add_, op, "add");
+    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad(op, "affine size mismatch");
+    if (add.defined() && (add.dim() != 2 || add.size(1) != D || add.size(0) < 1 || add_div < 1 ||
+                          rows % (add.size(0) * add_div))) {
+      bad(op, "add " + shape_str(add.shape()) + " (every " + std::to_string(add_div) + " rows) does not tile x " +
+                  shape_str(x.shape()));
+    }
+    Tensor y = alloc(x.shape(), dt_);
+    ok(ops_->layer_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), rows, D, ptr(g), ptr(b), eps, ptr(add), add_div,
+                        add.defined() ? add.size(0) : 1),
        op);
     return y;
   }

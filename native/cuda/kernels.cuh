@@ -26,7 +26,7 @@ int conv2d(int device, const PiaConv2dArgs* a);
 int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
                int64_t groups, const void* gamma, const void* beta, float eps, int act);
 int layer_norm(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
-               const void* beta, float eps);
+               const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period);
 
 // attention.cu
 int attention(int device, const PiaAttentionArgs* a);

@@ -113,7 +113,8 @@ __global__ void __launch_bounds__(kNormThreads) gn_apply_kernel(const T* x, T* y
 // One warp per row.
 template <typename T>
 __global__ void __launch_bounds__(256) layer_norm_kernel(const T* x, T* y, int64_t rows, int64_t D, const T* gamma,
-                                                         const T* beta, float eps) {
+                                                         const T* beta, float eps, const T* add, int64_t add_div,
+                                                         int64_t add_period) {
   const int64_t row = int64_t(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
@@ -128,10 +129,12 @@ __global__ void __launch_bounds__(256) layer_norm_kernel(const T* x, T* y, int64
   }
   const float rstd = rsqrtf(warp_sum(v) / float(D) + eps);
   T* yr = y + row * D;
+  const T* ar = add ? add + ((row / add_div) % add_period) * D : nullptr;
   for (int64_t i = lane; i < D; i += 32) {
     float o = (to_f(xr[i]) - mean) * rstd;
     if (gamma) o *= to_f(gamma[i]);
     if (beta) o += to_f(beta[i]);
+    if (ar) o += to_f(ar[i]);
     yr[i] = from_f<T>(o);
   }
 }
@@ -190,14 +193,18 @@ int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t
 }
 
 int layer_norm(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
-               const void* beta, float eps) {
+               const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period) {
   if (int rc = use_device(device)) return rc;
+  if (add && (add_div < 1 || add_period < 1)) {
+    set_error("layer_norm: add period %lld x %lld", (long long)add_period, (long long)add_div);
+    return PIA_CUDA_ERR_ARG;
+  }
   if (rows == 0 || D == 0) return PIA_CUDA_OK;
   const int64_t blocks = (rows + 7) / 8;
   cudaStream_t s = stream();
   PIA_DISPATCH(dtype, layer_norm_kernel<T><<<unsigned(blocks), 256, 0, s>>>(
                           static_cast<const T*>(x), static_cast<T*>(y), rows, D, static_cast<const T*>(gamma),
-                          static_cast<const T*>(beta), eps));
+                          static_cast<const T*>(beta), eps, static_cast<const T*>(add), add_div, add_period));
   return check_launch("layer_norm kernel");
 }
 

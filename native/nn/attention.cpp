@@ -62,13 +62,11 @@ Tensor BasicTransformerBlock::operator()(Backend& be, const Tensor& x, const Ten
   PIA_CHECK(frames <= 0 || !attn2_is_cross, "E_INVALID_ARGUMENT",
             "BasicTransformerBlock: the frame-major layout has no cross-attention");
   // diffusers adds the sinusoidal positions to the *normed* hidden states before each attention.
-  Tensor n = norm1(be, x);
-  if (has_pos_embed) n = pos_embed(be, n, frames);
+  Tensor n = has_pos_embed ? pos_embed.after_norm(be, norm1, x, frames) : norm1(be, x);
   Tensor h = attn1(be, n, Tensor(), frames);
   be.add_(h, x);
   if (has_attn2) {
-    n = norm2(be, h);
-    if (has_pos_embed) n = pos_embed(be, n, frames);
+    n = has_pos_embed ? pos_embed.after_norm(be, norm2, h, frames) : norm2(be, h);
     // attn2 is self-attention (double_self_attention) or cross-attention on encoder_hidden_states;
     // diffusers passes encoder_hidden_states, which is None inside the motion modules.
     // With an IP-Adapter call active, the cross-attention is IPAdapterAttnProcessor's; scale 0

@@ -70,6 +70,12 @@ class Backend {
                                    const Tensor& beta, float eps);
   // torch.nn.LayerNorm over the last dim.
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  // layer_norm(x) + a row of `add` [P, D]: row r of x (as [R, D]) gets add[(r / add_div) % P]. The
+  // motion modules' norm1/norm2 followed by their sinusoidal positions in one pass (P frames;
+  // add_div 1 for [N, F, D] sequences, HW for the frame-major [B·F, HW, D]). The default runs
+  // layer_norm and a broadcast add (native/ops/backend_defaults.cpp).
+  virtual Tensor layer_norm_add(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, const Tensor& add,
+                                int64_t add_div);
 
   // --- attention ----------------------------------------------------------------------------------
   // softmax(scale · q kᵀ) v per head: q [B, Sq, H·D], k [B, Sk, H·D], v [B, Sk, H·Dv] -> [B, Sq, H·Dv].

@@ -47,4 +47,17 @@ Tensor Backend::group_norm_frames(const Tensor& x, int64_t frames, int groups, c
   return contiguous(t.permute({0, 2, 1, 3})).reshape(x.shape());
 }
 
+Tensor Backend::layer_norm_add(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, const Tensor& add,
+                               int64_t add_div) {
+  PIA_CHECK(x.defined() && add.defined() && x.dim() >= 1 && add.dim() == 2 && add.size(1) == x.size(-1) && add_div > 0,
+            "E_INVALID_ARGUMENT", "layer_norm_add: x and add [P, D] do not match");
+  const int64_t D = x.size(-1), P = add.size(0), R = x.numel() / std::max<int64_t>(D, 1);
+  PIA_CHECK(P > 0 && R % (P * add_div) == 0, "E_INVALID_ARGUMENT",
+            "layer_norm_add: " + std::to_string(R) + " rows are not whole periods of " + std::to_string(P) + " x " +
+                std::to_string(add_div));
+  const Tensor y = layer_norm(x, gamma, beta, eps);
+  return binary(BinaryOp::Add, y.reshape({R / (P * add_div), P, add_div, D}), add.reshape({1, P, 1, D}))
+      .reshape(x.shape());
+}
+
 }  // namespace pia

@@ -296,6 +296,27 @@ PIA_TEST(cpu_group_norm_frames) {
   EXPECT(threw);
 }
 
+// The fused norm + positions equals layer_norm followed by the broadcast add, bit for bit (the
+// same two float roundings), for both layouts the motion modules use.
+PIA_TEST(cpu_layer_norm_add) {
+  struct C { Shape s; int64_t P, div; };
+  for (const C& c : {C{{6, 16, 40}, 16, 1}, C{{2 * 5, 7, 24}, 5, 7}, C{{3, 1, 8}, 1, 1}}) {
+    const int64_t D = c.s.back();
+    Tensor x = randn(c.s, 1.f, 2.f), g = randn({D}), b = randn({D}), add = randn({c.P, D});
+    const Tensor got = be().layer_norm_add(x, g, b, 1e-5f, add, c.div);
+    const Tensor want = be().Backend::layer_norm_add(x, g, b, 1e-5f, add, c.div);
+    EXPECT(got.shape() == c.s && want.shape() == c.s);
+    EXPECT(std::memcmp(got.raw(), want.raw(), size_t(got.numel()) * sizeof(float)) == 0);
+  }
+  bool threw = false;
+  try {
+    be().layer_norm_add(randn({4, 3, 8}), Tensor(), Tensor(), 1e-5f, randn({5, 8}), 1);
+  } catch (const PiaException& e) {
+    threw = e.code() == "E_INVALID_ARGUMENT";
+  }
+  EXPECT(threw);
+}
+
 PIA_TEST(cpu_layer_norm) {
   for (Shape s : {Shape{1, 1}, Shape{2, 77, 768}, Shape{3, 5, 13}, Shape{4096, 320}}) {
     const int64_t D = s.back();

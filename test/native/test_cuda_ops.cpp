@@ -174,6 +174,11 @@ std::vector<OpCase> op_cases() {
                 [none](Backend& b, std::vector<Tensor>& i) { return b.group_norm_frames(i[0], 8, 4, none, none, 1e-6f); }});
   cs.push_back({"layer_norm [3,17,200]", {r({3, 17, 200}, 3.f), r({200}), r({200})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.layer_norm(i[0], i[1], i[2], 1e-5f); }});
+  cs.push_back({"layer_norm_add frame-major [2·16,9,40] + pe[16] every 9 rows",
+                {r({32, 9, 40}), r({40}), r({40}), r({16, 40})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.layer_norm_add(i[0], i[1], i[2], 1e-5f, i[3], 9); }});
+  cs.push_back({"layer_norm_add [26,16,320] + pe[16]", {r({26, 16, 320}), r({320}), r({320}), r({16, 320})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.layer_norm_add(i[0], i[1], i[2], 1e-5f, i[3], 1); }});
   cs.push_back({"layer_norm [2,77,768] no affine", {randn({2, 77, 768}, seed++, 1.f, 2.f)},
                 [none](Backend& b, std::vector<Tensor>& i) { return b.layer_norm(i[0], none, none, 1e-5f); }});
 
