@@ -36,8 +36,14 @@ status=0
 "$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# GEMMs again on our own kernel where cuBLASLt was found and used above.
+# GEMMs again on our own kernels where cuBLASLt was found and used above: the cp.async one (what
+# machines without cuBLASLt run), then the simple one it falls back to.
 PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# Convolutions in column blocks of a few hundred pixels (several blocks per image at test sizes).
+PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
@@ -58,6 +64,9 @@ fi
 if [ "$what" != "tests" ]; then
   "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # Our own GEMM kernels' rates (what machines without cuBLASLt get): cp.async, then the simple one.
+  PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_bench" bench_cuda_gemm_peak 2>&1 | tee -a "$LOGS/bench.txt"
+  PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_bench" bench_cuda_gemm_peak 2>&1 | tee -a "$LOGS/bench.txt"
   # diffusers' UNetMotionModel in PyTorch on the same GPU (skips itself without torch/diffusers;
   # PIA_DIFFUSERS_SRC names a diffusers checkout's src folder, brought along, never committed).
   if command -v python3 >/dev/null 2>&1; then

@@ -21,6 +21,13 @@ int timer_stop(int device, double* seconds);
 // gemm.cu
 int gemm(int device, const PiaGemmArgs* a);
 int conv2d(int device, const PiaConv2dArgs* a);
+// gemm_pipelined.cu: the cp.async tensor-core GEMM, for f16/bf16 operands it can copy in 16-byte
+// chunks (gemm_pipelined_fits); the caller has checked the sizes as gemm() does.
+bool gemm_pipelined_fits(const PiaGemmArgs& a);
+int gemm_pipelined(const PiaGemmArgs& a);
+// conv_im2col.cu: f16/bf16 convolution as column blocks + gemm_pipelined; *handled false (and
+// nothing done) when the shape does not suit it.
+int conv2d_im2col(int device, const PiaConv2dArgs* a, bool* handled);
 
 // norm.cu
 int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,

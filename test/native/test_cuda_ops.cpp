@@ -121,6 +121,33 @@ std::vector<OpCase> op_cases() {
                 [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2].narrow(0, 1, 53)); }});
   cs.push_back({"linear no bias [2,300,320]x[640,320]", {r({2, 300, 320}), r({640, 320}, 0.05f)},
                 [none](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], none); }});
+  // Shapes the cp.async GEMM takes in f16/bf16 (K and the copied axis multiples of 8): partial
+  // 128-row/column tiles, a K tail shorter than one 32-wide tile, every activation, batches.
+  for (Activation act : {Activation::None, Activation::GELU}) {
+    cs.push_back({"linear (pipelined) [2,131,40]x[200,40] act " + std::to_string(int(act)),
+                  {r({2, 131, 40}), r({200, 40}, 0.1f), r({200})},
+                  [act](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2], act); }});
+  }
+  cs.push_back({"linear (pipelined) [1,257,1280]x[320,1280]", {r({1, 257, 1280}), r({320, 1280}, 0.03f), r({320})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2], Activation::SiLU); }});
+  cs.push_back({"matmul (pipelined) [3,130,64]x[3,64,136]", {r({3, 130, 64}), r({3, 64, 136})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], false); }});
+  cs.push_back({"matmul trans_b (pipelined) [3,70,48]x[3,260,48]", {r({3, 70, 48}), r({3, 260, 48})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], true); }});
+  // Convolutions the f16/bf16 modes run as column blocks + the cp.async GEMM (C·kh·kw and Ho·Wo
+  // multiples of 8); gpu-run.sh reruns them with a tiny PIA_CUDA_IM2COL_BUDGET for several blocks.
+  cs.push_back({"conv2d 3x3 pad 1 (im2col) [2,16,16,12]->40", {r({2, 16, 16, 12}), r({40, 16, 3, 3}, 0.1f), r({40})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); }});
+  cs.push_back({"conv2d 3x3 stride 2 pad (0,1,0,1) (im2col) [2,32,16,16]", {r({2, 32, 16, 16}), r({24, 32, 3, 3}, 0.1f), r({24})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  Conv2dParams p;
+                  p.stride = 2;
+                  p.pad_bottom = 1;
+                  p.pad_right = 1;
+                  return b.conv2d(i[0], i[1], i[2], p);
+                }});
+  cs.push_back({"conv2d 1x1 (pipelined) [2,64,12,12]->136", {r({2, 64, 12, 12}), r({136, 64, 1, 1}, 0.1f), r({136})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams{}); }});
   cs.push_back({"linear K=1 [5,1]x[7,1]", {r({5, 1}), r({7, 1}), r({7})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2]); }});
   cs.push_back({"matmul [5,33,47]x[5,47,29]", {r({5, 33, 47}), r({5, 47, 29})},
