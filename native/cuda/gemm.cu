@@ -8,6 +8,7 @@
 
 #include "common.cuh"
 #include "cublaslt.cuh"
+#include "cudnn.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
@@ -235,6 +236,14 @@ int conv2d(int device, const PiaConv2dArgs* a) {
     return PIA_CUDA_ERR_ARG;
   }
   if (a->N == 0 || a->Co == 0 || N == 0) return PIA_CUDA_OK;
+  if (int rc = PIA_CUDA_OK; cudnn_conv2d(device, *a, &rc)) return rc;
+  count_own_conv();
+  return conv2d_implicit_gemm(*a);
+}
+
+int conv2d_implicit_gemm(const PiaConv2dArgs& args) {
+  const PiaConv2dArgs* a = &args;
+  const int64_t K = a->C * a->kh * a->kw, N = a->Ho * a->Wo;
   GemmP p{};
   p.M = int(a->Co);
   p.N = int(N);

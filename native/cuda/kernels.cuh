@@ -21,6 +21,9 @@ int timer_stop(int device, double* seconds);
 // gemm.cu
 int gemm(int device, const PiaGemmArgs* a);
 int conv2d(int device, const PiaConv2dArgs* a);
+// conv2d on our own kernel, never cuDNN (cudnn.cu times it against cuDNN): the device is current
+// and the arguments were checked by conv2d.
+int conv2d_implicit_gemm(const PiaConv2dArgs& a);
 
 // norm.cu
 int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t C, int64_t S, int64_t groups,
