@@ -118,8 +118,8 @@ double gemm_tflops(Backend& be, int64_t n) {
 // Who ran the convolutions between two snapshots of the counters (cuDNN or our kernel).
 void print_conv_routing(const PiaConvStats& a, const PiaConvStats& b) {
   const OptionalLibrary& lib = cuda_status().cudnn;
-  std::printf("  convolutions: %llu on cuDNN, %llu on our implicit-GEMM kernel; shapes timed %llu, cuDNN faster on %llu "
-              "(cuDNN %s%s)\n",
+  std::printf("  convolutions: %llu on cuDNN, %llu on our implicit-GEMM kernel; shapes timed %llu, "
+              "cuDNN faster on %llu (cuDNN %s%s)\n",
               (unsigned long long)(b.cudnn_calls - a.cudnn_calls), (unsigned long long)(b.own_calls - a.own_calls),
               (unsigned long long)(b.shapes_timed - a.shapes_timed),
               (unsigned long long)(b.shapes_cudnn_won - a.shapes_cudnn_won),
@@ -236,7 +236,9 @@ PIA_BENCH(bench_cuda_conv) {
   std::printf("  VAE decode convolutions: ours %.1f ms, cuDNN %.1f ms, faster per shape %.1f ms\n", vae.ours * 1e3,
               vae.cudnn * 1e3, vae.best * 1e3);
   const PiaConvStats s = cuda_conv_stats();
-  if (s.cudnn_failures) std::printf("  cuDNN failures: %llu, last: %s\n", (unsigned long long)s.cudnn_failures, s.last_failure);
+  if (s.cudnn_failures) {
+    std::printf("  cuDNN failures: %llu, last: %s\n", (unsigned long long)s.cudnn_failures, s.last_failure);
+  }
 }
 
 PIA_BENCH(bench_cuda_gemm_peak) {

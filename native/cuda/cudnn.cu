@@ -130,9 +130,10 @@ void record_failure(const PiaConv2dArgs& a, const char* what, DnnStatus s) {
   g_failures.fetch_add(1, std::memory_order_relaxed);
   std::lock_guard<std::mutex> lock(g_failure_mu);
   std::snprintf(g_last_failure, sizeof g_last_failure,
-                "%s: %s (dtype %d, x [%lld,%lld,%lld,%lld], w [%lld,%lld,%lld,%lld], stride %d, pad %d,%d)", what,
-                status_text(s), a.dtype, (long long)a.N, (long long)a.C, (long long)a.H, (long long)a.W,
-                (long long)a.Co, (long long)a.C, (long long)a.kh, (long long)a.kw, a.stride, a.pad_top, a.pad_left);
+                "%s%s%s (dtype %d, x [%lld,%lld,%lld,%lld], w [%lld,%lld,%lld,%lld], stride %d, pad %d,%d)", what,
+                s ? ": " : "", s ? status_text(s) : "", a.dtype, (long long)a.N, (long long)a.C, (long long)a.H,
+                (long long)a.W, (long long)a.Co, (long long)a.C, (long long)a.kh, (long long)a.kw, a.stride, a.pad_top,
+                a.pad_left);
 }
 
 int data_type(int dtype) { return dtype == 1 ? kDataHalf : dtype == 2 ? kDataBfloat16 : kDataFloat; }

@@ -557,7 +557,9 @@ Tensor conv_on_gpu(Backend& gpu, DType dt, const ConvCase& c, const ConvInputs& 
   a.Wo = Wo;
   a.act = c.act;
   const PiaCudaOps& ops = cuda_api()->ops;
-  if (int rc = ops.conv2d(0, &a)) pia::test::fail(c.name + ": conv2d returned " + std::to_string(rc) + ": " + ops.last_error());
+  if (int rc = ops.conv2d(0, &a)) {
+    pia::test::fail(c.name + ": conv2d returned " + std::to_string(rc) + ": " + ops.last_error());
+  }
   return gpu.to_host(y);
 }
 
