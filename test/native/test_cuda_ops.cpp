@@ -563,9 +563,11 @@ Tensor conv_on_gpu(Backend& gpu, DType dt, const ConvCase& c, const ConvInputs& 
   return gpu.to_host(y);
 }
 
-// cuDNN's algorithms (Winograd, FFT, tensor-core tilings) round differently from a direct sum, and
-// its path rounds the convolution before the bias/activation epilogue: 4× the op threshold.
-constexpr double kCudnnThresholdScale = 4;
+// cuDNN's algorithms round differently from a direct sum (Winograd and FFT transforms amplify the
+// rounding of their f16/bf16 intermediates), and its path rounds the convolution once more before
+// the bias/activation epilogue: 10× the op threshold, still far below what a wrong layout, padding
+// or algorithm gives (nmse ~1). The figures are printed for the GPU run's log.
+constexpr double kCudnnThresholdScale = 10;
 
 }  // namespace
 
