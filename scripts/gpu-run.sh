@@ -45,6 +45,9 @@ PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_tests" cuda
 # Convolutions in column blocks of a few hundred pixels (several blocks per image at test sizes).
 PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# Convolutions again on our own implicit-GEMM kernel where cuDNN was found and used above.
+PIA_DISABLE_CUDNN=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
 # its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.

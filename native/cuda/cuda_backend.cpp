@@ -628,4 +628,11 @@ double cuda_timer_stop(int device) {
   return s;
 }
 
+int cuda_set_conv_policy(int policy) { return cuda_ops().set_conv_policy(policy); }
+PiaConvStats cuda_conv_stats() {
+  PiaConvStats s{};
+  cuda_ok(cuda_ops().conv_stats(&s), "conv_stats");
+  return s;
+}
+
 }  // namespace pia

@@ -8,6 +8,7 @@
 
 #include "common.cuh"
 #include "cublaslt.cuh"
+#include "cudnn.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
@@ -236,6 +237,14 @@ int conv2d(int device, const PiaConv2dArgs* a) {
     return PIA_CUDA_ERR_ARG;
   }
   if (a->N == 0 || a->Co == 0 || N == 0) return PIA_CUDA_OK;
+  if (int rc = PIA_CUDA_OK; cudnn_conv2d(device, *a, &rc)) return rc;
+  count_own_conv();
+  return conv2d_implicit_gemm(*a);
+}
+
+int conv2d_implicit_gemm(const PiaConv2dArgs& args) {
+  const PiaConv2dArgs* a = &args;
+  const int64_t K = a->C * a->kh * a->kw, N = a->Ho * a->Wo;
   GemmP p{};
   p.M = int(a->Co);
   p.N = int(N);
@@ -283,6 +292,8 @@ int conv2d(int device, const PiaConv2dArgs* a) {
     if (gemm_pipelined_fits(g)) return gemm_pipelined(g);
     return launch<kDense>(a->dtype, p, int(a->N));
   }
+  int device = 0;
+  if (int rc = check(cudaGetDevice(&device), "cudaGetDevice")) return rc;
   bool handled = false;
   if (int rc = conv2d_im2col(device, a, &handled); handled) return rc;
   p.ldb = 0;

@@ -28,6 +28,10 @@ int gemm_pipelined(const PiaGemmArgs& a);
 // conv_im2col.cu: f16/bf16 convolution as column blocks + gemm_pipelined; *handled false (and
 // nothing done) when the shape does not suit it.
 int conv2d_im2col(int device, const PiaConv2dArgs* a, bool* handled);
+// conv2d on our own kernels (1×1 as a GEMM, column blocks + gemm_pipelined in f16/bf16, else the
+// implicit GEMM), never cuDNN (cudnn.cu times it against cuDNN): the device is current and the
+// arguments were checked by conv2d.
+int conv2d_implicit_gemm(const PiaConv2dArgs& a);
 
 // norm.cu
 int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
