@@ -122,7 +122,7 @@ LtLayout make_layout(cudaDataType_t t, uint64_t rows, uint64_t cols, int64_t ld,
 }
 
 // Builds the descriptors and asks cuBLASLt's heuristic for one algorithm.
-Plan make_plan(DeviceLt& d, const PiaGemmArgs& g) {
+Plan make_plan_once(DeviceLt& d, const PiaGemmArgs& g) {
   Plan p;
   const cudaDataType_t t = data_type(g.dtype);
   const int32_t batch = int32_t(g.batch);
@@ -162,6 +162,21 @@ Plan make_plan(DeviceLt& d, const PiaGemmArgs& g) {
   p.algo = h.algo;
   p.workspace = h.workspace_size;
   p.usable = true;
+  return p;
+}
+
+// A declined shape keeps only its `usable = false` marker in the cache, not its descriptors.
+void release(Plan& p) {
+  if (p.a) g_lt.layout_destroy(p.a);
+  if (p.b) g_lt.layout_destroy(p.b);
+  if (p.d) g_lt.layout_destroy(p.d);
+  if (p.desc) g_lt.desc_destroy(p.desc);
+  p = Plan{};
+}
+
+Plan make_plan(DeviceLt& d, const PiaGemmArgs& g) {
+  Plan p = make_plan_once(d, g);
+  if (!p.usable) release(p);
   return p;
 }
 
@@ -244,7 +259,7 @@ bool cublaslt_gemm(int device, const PiaGemmArgs& g, int* rc) {
   const float alpha = 1.f, beta = 0.f;
   if (g_lt.matmul(d.handle, p.desc, &alpha, g.B, p.a, g.A, p.b, &beta, g.C, p.d, g.C, p.d, &p.algo,
                   p.workspace ? d.workspace : nullptr, p.workspace, stream()) != 0) {
-    p.usable = false;  // not again for this shape
+    release(p);  // not again for this shape
     return false;
   }
   *rc = PIA_CUDA_OK;
