@@ -480,6 +480,13 @@ PIA_TEST(cuda_vae_vs_cpu) {
     const Tensor x = rounded(uniform01({1, 3, 64, 64}, 12, -1.f, 1.f), m.dtype);
     check(std::string(m.name) + " AutoencoderKL encode mean [1,3,64,64]", gpu_vae.encode(x, false, false).mean,
           ref_vae.encode(x, false, false).mean, m.net_threshold);
+    // enable_vae_slicing / enable_vae_tiling on the GPU: a latent above the 8×8 latent tile of
+    // sample_size 64 is decoded in blended tiles, the same algorithm as the CPU's.
+    check(std::string(m.name) + " AutoencoderKL decode sliced [2,4,8,8]", gpu_vae.decode(z, true, false),
+          ref_vae.decode(z, true, false), m.net_threshold);
+    const Tensor zt = rounded(randn({1, 4, 12, 12}, 13), m.dtype);
+    check(std::string(m.name) + " AutoencoderKL decode tiled [1,4,12,12]", gpu_vae.decode(zt, false, true),
+          ref_vae.decode(zt, false, true), m.net_threshold);
   }
 }
 
