@@ -11,6 +11,8 @@
       'native/io/pickle_reader.cpp',
       'native/io/torch_checkpoint.cpp',
       'native/io/weight_file.cpp',
+      'native/ops/backend.cpp',
+      'native/ops/step_graphs.cpp',
       'native/cpu/cpu_features.cpp',
       'native/cpu/cpu_backend.cpp',
       'native/cpu/attention.cpp',
