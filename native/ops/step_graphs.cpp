@@ -75,6 +75,10 @@ Tensor StepGraphCache::run(const std::string& key, const std::vector<Tensor>& in
   auto it = entries_.begin();
   while (it != entries_.end() && (*it)->key != k) ++it;
   if (it == entries_.end()) {
+    ++stats_.eager;
+    Tensor out = run_step_eagerly(be, inputs, body);
+    // Only a warm-up that ran to the end counts: one cut short (cancelled) may have left plans
+    // or autotuning for the capture to do, which must not happen inside it.
     while (entries_.size() >= capacity_) {
       entries_.pop_back();  // the least recently used, with its recording and memory
       ++stats_.evictions;
@@ -82,8 +86,7 @@ Tensor StepGraphCache::run(const std::string& key, const std::vector<Tensor>& in
     auto e = std::make_unique<Entry>();
     e->key = k;
     entries_.push_front(std::move(e));
-    ++stats_.eager;
-    return run_step_eagerly(be, inputs, body);
+    return out;
   }
   entries_.splice(entries_.begin(), entries_, it);
   Entry& e = *entries_.front();
@@ -141,7 +144,14 @@ Tensor StepGraphCache::run(const std::string& key, const std::vector<Tensor>& in
   }
 
   check_cancel(cancel);
-  if (!e.step->launch()) {
+  bool launched = false;
+  try {
+    launched = e.step->launch();
+  } catch (...) {
+    entries_.pop_front();
+    throw;
+  }
+  if (!launched) {
     // Invalidated after the generation check (weights moved on another thread): eager it is.
     entries_.pop_front();
     ++stats_.invalidations;
@@ -149,7 +159,13 @@ Tensor StepGraphCache::run(const std::string& key, const std::vector<Tensor>& in
     return run_step_eagerly(be, inputs, body);
   }
   ++stats_.replays;
-  Tensor host = be.to_host(e.output);
+  Tensor host;
+  try {
+    host = be.to_host(e.output);
+  } catch (...) {
+    entries_.pop_front();  // a launch that went wrong is not tried again
+    throw;
+  }
   check_cancel(cancel);
   return host;
 }

@@ -406,11 +406,29 @@ PIA_TEST(step_graphs_cancel) {
     be->add_(y, in[0], 1.f);
     return y;
   };
+  // A warm-up cut short does not count: the next call warms up again rather than capturing.
+  int runs = 0;
+  StepBody cut_once = [&](const std::vector<Tensor>& in) {
+    if (runs++ == 0) throw_error("E_ABORTED", "cancelled (test)");
+    return body(in);
+  };
+  bool aborted = false;
+  try {
+    cache.run("w", {x, m}, cut_once, &cancel);
+  } catch (const PiaException& e) {
+    aborted = e.code() == "E_ABORTED";
+  }
+  EXPECT(aborted && cache.size() == 0);
+  cache.run("w", {x, m}, cut_once, &cancel);
+  EXPECT(cache.stats().captures == 0 && be->st->begins == 0);
+  cache.run("w", {x, m}, cut_once, &cancel);
+  EXPECT(cache.stats().captures == 1);
+
   cache.run("k", {x, m}, body, &cancel);
   be->st->on_record = [&](size_t i) {
     if (i == 0) cancel = true;
   };
-  bool aborted = false;
+  aborted = false;
   try {
     cache.run("k", {x, m}, body, &cancel);
   } catch (const PiaException& e) {
@@ -422,7 +440,7 @@ PIA_TEST(step_graphs_cancel) {
   // Not the recording's fault: the key may still be captured.
   EXPECT(!cache.eager_only("k", {x, m}) && be->st->aborts == 1);
   expect_bitwise("capture after a cancelled one", cache.run("k", {x, m}, body, &cancel), small_expected(x, m));
-  EXPECT(cache.stats().captures == 1);
+  EXPECT(cache.stats().captures == 2);
   // A recorded step is checked before its launch.
   cancel = true;
   aborted = false;
