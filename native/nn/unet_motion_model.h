@@ -74,6 +74,7 @@ class UNetMotionModel {
   // One forward recorded once its shapes are known and replayed afterwards (a CUDA graph:
   // ops/step_graphs.h), bitwise equal to running it op by op. On by default where the backend
   // can capture and PIA_CUDA_GRAPHS=1; a recorded step stops for `cancel` only before or after it.
+  // Not while a forward of this model runs (tests and benchmarks switch it between calls).
   void set_step_capture(bool on);
   const StepGraphCache* step_graphs() const { return steps_.get(); }
 
