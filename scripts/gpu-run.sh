@@ -7,6 +7,8 @@
 #   (with carry/ from scripts/gpu-carry.sh, also the Node-level tests in test/gpu)
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
+#   (the tests run the CUDA-graph suite, step_graphs, and the UNet parity again with PIA_CUDA_GRAPHS=1;
+#    the benchmark times the UNet step with graphs off and on)
 #   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +36,13 @@ status=0
 "$BUILD/bin/pia_native_tests" cuda 2>&1 | tee "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 "$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+# CUDA graphs of the UNet step (PIA_CUDA_GRAPHS): graphs on vs off bitwise, then the UNet's
+# CUDA-vs-CPU parity once more with every UNet capturing its steps.
+"$BUILD/bin/pia_native_tests" step_graphs 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+PIA_CUDA_GRAPHS=1 "$BUILD/bin/pia_native_tests" cuda_unet_motion_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # GEMMs again on our own kernels where cuBLASLt was found and used above: the cp.async one (what

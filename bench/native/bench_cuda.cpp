@@ -100,6 +100,14 @@ class FlopCounter final : public Backend {
     return b_->timestep_embedding(t, dim, flip, shift);
   }
   Tensor fourier_filter(const Tensor& x, int t, float s) override { return b_->fourier_filter(x, t, s); }
+  void set_weights_resident(bool on) override { b_->set_weights_resident(on); }
+  // Captured steps pass through (a replay issues no ops, so only eager calls are counted).
+  bool can_capture() const override { return b_->can_capture(); }
+  void begin_capture() override { b_->begin_capture(); }
+  std::unique_ptr<CapturedStep> end_capture() override { return b_->end_capture(); }
+  void abort_capture() noexcept override { b_->abort_capture(); }
+  uint64_t weights_generation() const override { return b_->weights_generation(); }
+  void copy_into(Tensor& dst, const Tensor& src) override { b_->copy_into(dst, src); }
 
  private:
   std::shared_ptr<Backend> b_;
@@ -285,6 +293,7 @@ PIA_BENCH(bench_cuda_sd15_pia_job) {
   const int64_t B = 2, F = 16, H = 64, W = 64;
   const Tensor sample = sd15::uniform({B, config.in_channels, F, H, W}, 1.f, 5);
   const Tensor ehs = sd15::uniform({B, 77, config.cross_attention_dim}, 1.f, 6);
+  unet->set_step_capture(false);  // graphs off first (the default without PIA_CUDA_GRAPHS=1)
   cuda_reset_peak_memory(0);
   counter->flops = 0;
   const PiaConvStats conv_before = cuda_conv_stats();
@@ -305,6 +314,35 @@ PIA_BENCH(bench_cuda_sd15_pia_job) {
               step_flops * 1e-12, step_flops / best * 1e-12, 100.0 * step_flops / best * 1e-12 / peak, peak, first);
   std::printf("  peak GPU memory in the UNet step: %.2f GiB in use, %.2f GiB reserved\n", gib(unet_mem.peak_in_use),
               gib(unet_mem.peak_reserved));
+
+  // The same step as a CUDA graph (issue 7): call 1 warms up eagerly, call 2 captures and launches
+  // once, later calls replay. What a graph saves is host-side launch overhead.
+  {
+    const Tensor eager_out = unet->forward(sample, 500.f, ehs);
+    unet->set_step_capture(true);
+    unet->forward(sample, 999.f, ehs);
+    t0 = now();
+    unet->forward(sample, 999.f, ehs);
+    const double capture_s = now() - t0;
+    double graph_best = 1e30;
+    for (int i = 0; i < 3; ++i) {
+      t0 = now();
+      unet->forward(sample, 999.f - 40.f * float(i), ehs);
+      graph_best = std::min(graph_best, now() - t0);
+    }
+    const Tensor graph_out = unet->forward(sample, 500.f, ehs);
+    const auto st = unet->step_graphs()->stats();
+    const bool same = graph_out.shape() == eager_out.shape() &&
+                      std::memcmp(graph_out.raw(), eager_out.raw(), graph_out.nbytes()) == 0;
+    const CudaMemoryStats graph_mem = cuda_memory_stats(0);
+    bench::report("UNetMotion step as a CUDA graph (" + std::string(dtype_name(dt)) + ")", graph_best, step_flops);
+    std::printf("  UNet step graphs off %.3f s, on %.3f s (x%.3f); capture call %.3f s; %zu capture(s), %zu "
+                "replay(s), %zu failure(s); replay %s the eager output; %.2f GiB reserved with the graph\n",
+                best, graph_best, best / graph_best, capture_s, st.captures, st.replays, st.capture_failures,
+                same ? "bitwise equals" : "DIFFERS FROM", gib(graph_mem.reserved));
+    std::printf("  result unet_step_graph_s=%.6f\n", graph_best);
+    unet->set_step_capture(false);
+  }
   unet.reset();
 
   // --- VAE decode of the 16 frames -------------------------------------------------------------------

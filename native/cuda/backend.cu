@@ -25,6 +25,19 @@ __global__ void add_f32_kernel(const float* a, const float* b, float* out, size_
   for (; i < n; i += stride) out[i] = a[i] + b[i];
 }
 
+// The table's entry points that touch a device pass a StreamGate first (memory.cu): another
+// thread's capture must neither record them nor be broken by them.
+template <typename Fn, Fn fn>
+struct Gated;
+template <typename R, typename... A, R (*fn)(int, A...)>
+struct Gated<R (*)(int, A...), fn> {
+  static R call(int device, A... a) {
+    pia_cuda::StreamGate gate(device);
+    return fn(device, a...);
+  }
+};
+#define PIA_GATED(f) (&Gated<decltype(&f), &f>::call)
+
 }  // namespace
 
 extern "C" {
@@ -91,36 +104,41 @@ __attribute__((visibility("default"))) int pia_cuda_get_ops(PiaCudaOps* out, siz
   PiaCudaOps t{};
   t.size = sizeof(PiaCudaOps);
   t.last_error = pia_cuda::last_error;
-  t.malloc = pia_cuda::dev_malloc;
+  t.malloc = PIA_GATED(pia_cuda::dev_malloc);
   t.free = pia_cuda::dev_free;
-  t.memcpy_h2d = pia_cuda::memcpy_h2d;
-  t.memcpy_d2h = pia_cuda::memcpy_d2h;
-  t.memset_zero = pia_cuda::memset_zero;
-  t.synchronize = pia_cuda::synchronize;
+  t.memcpy_h2d = PIA_GATED(pia_cuda::memcpy_h2d);
+  t.memcpy_d2h = PIA_GATED(pia_cuda::memcpy_d2h);
+  t.memset_zero = PIA_GATED(pia_cuda::memset_zero);
+  t.synchronize = PIA_GATED(pia_cuda::synchronize);
   t.memory_stats = pia_cuda::memory_stats;
   t.reset_peak = pia_cuda::reset_peak;
-  t.empty_cache = pia_cuda::empty_cache;
-  t.timer_start = pia_cuda::timer_start;
-  t.timer_stop = pia_cuda::timer_stop;
-  t.gemm = pia_cuda::gemm;
-  t.conv2d = pia_cuda::conv2d;
-  t.group_norm = pia_cuda::group_norm;
-  t.layer_norm = pia_cuda::layer_norm;
-  t.attention = pia_cuda::attention;
-  t.binary = pia_cuda::binary;
-  t.add_inplace = pia_cuda::add_inplace;
-  t.affine = pia_cuda::affine;
-  t.activation = pia_cuda::activation;
-  t.geglu = pia_cuda::geglu;
-  t.upsample_nearest2x = pia_cuda::upsample_nearest2x;
-  t.embedding = pia_cuda::embedding;
-  t.fourier_filter = pia_cuda::fourier_filter;
-  t.strided_copy = pia_cuda::strided_copy;
-  t.convert = pia_cuda::convert;
+  t.empty_cache = PIA_GATED(pia_cuda::empty_cache);
+  t.timer_start = PIA_GATED(pia_cuda::timer_start);
+  t.timer_stop = PIA_GATED(pia_cuda::timer_stop);
+  t.gemm = PIA_GATED(pia_cuda::gemm);
+  t.conv2d = PIA_GATED(pia_cuda::conv2d);
+  t.group_norm = PIA_GATED(pia_cuda::group_norm);
+  t.layer_norm = PIA_GATED(pia_cuda::layer_norm);
+  t.attention = PIA_GATED(pia_cuda::attention);
+  t.binary = PIA_GATED(pia_cuda::binary);
+  t.add_inplace = PIA_GATED(pia_cuda::add_inplace);
+  t.affine = PIA_GATED(pia_cuda::affine);
+  t.activation = PIA_GATED(pia_cuda::activation);
+  t.geglu = PIA_GATED(pia_cuda::geglu);
+  t.upsample_nearest2x = PIA_GATED(pia_cuda::upsample_nearest2x);
+  t.embedding = PIA_GATED(pia_cuda::embedding);
+  t.fourier_filter = PIA_GATED(pia_cuda::fourier_filter);
+  t.strided_copy = PIA_GATED(pia_cuda::strided_copy);
+  t.convert = PIA_GATED(pia_cuda::convert);
   t.use_cublaslt = pia_cuda::use_cublaslt;
   t.use_cudnn = pia_cuda::use_cudnn;
   t.set_conv_policy = pia_cuda::set_conv_policy;
   t.conv_stats = pia_cuda::conv_stats;
+  t.capture_begin = pia_cuda::capture_begin;
+  t.capture_end = pia_cuda::capture_end;
+  t.capture_abort = pia_cuda::capture_abort;
+  t.graph_launch = PIA_GATED(pia_cuda::graph_launch);
+  t.graph_destroy = PIA_GATED(pia_cuda::graph_destroy);
   std::memcpy(out, &t, size);
   return 0;
 }

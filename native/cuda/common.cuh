@@ -27,6 +27,24 @@ int check(cudaError_t e, const char* what);
 // Scratch memory from the caching allocator (stream-ordered reuse), for kernels that need it.
 int scratch_alloc(int device, size_t bytes, void** out);
 void scratch_free(int device, void* p);
+// A block from the shared pool even while this thread captures a graph: for buffers that outlive
+// any one graph (cuBLASLt's workspace), which must not vanish with a graph's pool.
+int dev_malloc_shared(int device, size_t bytes, void** out);
+// Whether the calling thread is capturing a CUDA graph on `device` (memory.cu).
+bool capturing_here(int device);
+
+// Held for the length of every entry point of the ops table that touches a device: waits while
+// another thread captures on that device (see memory.cu), and makes a new capture wait for it.
+class StreamGate {
+ public:
+  explicit StreamGate(int device);
+  ~StreamGate();
+  StreamGate(const StreamGate&) = delete;
+  StreamGate& operator=(const StreamGate&) = delete;
+
+ private:
+  int device_ = -1;
+};
 
 template <typename T>
 __device__ __forceinline__ float to_f(T x);

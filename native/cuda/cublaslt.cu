@@ -188,7 +188,8 @@ bool device_ready(int device, DeviceLt& d) {
     d.failed = true;
     return false;
   }
-  if (dev_malloc(device, kWorkspaceBytes, &d.workspace) != PIA_CUDA_OK) {
+  // Shared by every later gemm, graphs' replays included: never from a graph's pool.
+  if (dev_malloc_shared(device, kWorkspaceBytes, &d.workspace) != PIA_CUDA_OK) {
     d.workspace = nullptr;
     d.failed = true;
     return false;
@@ -259,6 +260,13 @@ bool cublaslt_gemm(int device, const PiaGemmArgs& g, int* rc) {
   const float alpha = 1.f, beta = 0.f;
   if (g_lt.matmul(d.handle, p.desc, &alpha, g.B, p.a, g.A, p.b, &beta, g.C, p.d, g.C, p.d, &p.algo,
                   p.workspace ? d.workspace : nullptr, p.workspace, stream()) != 0) {
+    if (capturing_here(device)) {
+      // Falling back to gemm.cu here would record another kernel than the eager run used (and
+      // end cuBLASLt for this shape): fail the capture instead, the step then runs eagerly.
+      set_error("cublasLtMatmul failed during CUDA graph capture");
+      *rc = PIA_CUDA_ERR;
+      return true;
+    }
     release(p);  // not again for this shape
     return false;
   }

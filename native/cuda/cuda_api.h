@@ -4,6 +4,7 @@
 //
 // Device pointers cross this boundary as void*. Every op runs on the library's one stream per
 // device (stream order makes the caching allocator's reuse safe); copies to the host wait for it.
+// While a thread captures a graph on a device, the other threads' calls on that device wait.
 // dtype codes are pia::DType's order: 0 = f32, 1 = f16, 2 = bf16. Activation codes are
 // pia::Activation's order: 0 none, 1 SiLU, 2 GELU (erf), 3 GELU (tanh), 4 QuickGELU.
 #include <stddef.h>
@@ -183,6 +184,22 @@ struct PiaCudaOps {
   // PIA_CUDA_CONV_*; returns the previous policy, or -1 for an unknown one (then nothing changes).
   int (*set_conv_policy)(int policy);
   int (*conv_stats)(PiaConvStats* out);
+  // --- CUDA graphs (ABI 4): a whole step recorded once and replayed ---------------------------------
+  // Starts capturing the calling thread's work on the device's stream. Until capture_end or
+  // capture_abort nothing runs, this thread's allocations come from a pool private to the graph,
+  // and other threads' calls on the device wait. Copies to or from the host, synchronize,
+  // empty_cache and timers fail inside a capture (what a replay would repeat must not be host I/O).
+  int (*capture_begin)(int device);
+  // Ends the capture and instantiates it: *graph owns the pool. On failure (an op that failed or
+  // could not be captured) the capture and its pool are discarded; non-zero with last_error().
+  int (*capture_end)(int device, void** graph);
+  // Discards this thread's capture in progress, if any (after an op inside it failed).
+  void (*capture_abort)(int device);
+  // Replays a graph on the device's stream, asynchronously like any op.
+  int (*graph_launch)(int device, void* graph);
+  // Waits for the graph's replays, then frees it and its pool's free blocks (blocks still held by
+  // a tensor join the shared pool).
+  void (*graph_destroy)(int device, void* graph);
 };
 
 // Fills the table; returns 0, or non-zero when the caller's struct is larger than ours.

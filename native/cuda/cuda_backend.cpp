@@ -3,6 +3,7 @@
 #include "cuda_backend.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -63,6 +64,57 @@ std::vector<int64_t> unshift(int64_t b, int64_t e, int64_t n) {
   return f;
 }
 
+// Captured steps (CUDA graphs) of every CudaBackend instance. The weights generation is one
+// counter for the process, not one per backend: each model has its own backend, yet a UNet graph
+// also holds the addresses of an IP-Adapter's weights, which live on the adapter's backend.
+std::atomic<uint64_t> g_weights_generation{1};
+
+struct GraphHandle {
+  std::mutex mu;
+  const PiaCudaOps* ops = nullptr;
+  int dev = 0;
+  void* graph = nullptr;  // null once released
+
+  void release() {
+    std::lock_guard<std::mutex> lock(mu);
+    if (graph) ops->graph_destroy(dev, graph);
+    graph = nullptr;
+  }
+};
+
+std::mutex g_graphs_mu;
+std::vector<std::weak_ptr<GraphHandle>> g_graphs;
+
+class CudaCapturedStep final : public CapturedStep {
+ public:
+  explicit CudaCapturedStep(std::shared_ptr<GraphHandle> h) : h_(std::move(h)) {}
+  ~CudaCapturedStep() override { h_->release(); }
+  bool launch() override {
+    std::lock_guard<std::mutex> lock(h_->mu);
+    if (!h_->graph) return false;
+    const int rc = h_->ops->graph_launch(h_->dev, h_->graph);
+    if (rc != PIA_CUDA_OK) throw_error("E_BACKEND", std::string("cuda graph launch: ") + h_->ops->last_error());
+    return true;
+  }
+
+ private:
+  std::shared_ptr<GraphHandle> h_;
+};
+
+// Every live graph's pool and executable go at once (an offloaded model's graphs would otherwise
+// keep their activation memory on the device, which is what the offload is for).
+void release_all_graphs() {
+  std::vector<std::shared_ptr<GraphHandle>> live;
+  {
+    std::lock_guard<std::mutex> lock(g_graphs_mu);
+    for (const auto& w : g_graphs) {
+      if (auto h = w.lock()) live.push_back(std::move(h));
+    }
+    g_graphs.clear();
+  }
+  for (const auto& h : live) h->release();
+}
+
 class CudaBackend final : public Backend {
  public:
   CudaBackend(int device, DType dtype, const PiaCudaOps* ops) : dev_(device), dt_(dtype), ops_(ops) {}
@@ -75,6 +127,7 @@ class CudaBackend final : public Backend {
     if (!host.defined()) return host;
     if (host.device() == Device::CUDA) return to_device(host, "upload");
     Tensor y = to_device(host, "upload");
+    ++g_weights_generation;
     // Remembered for set_weights_resident; weak, so a weight dropped with its model is not kept.
     std::lock_guard<std::mutex> lock(weights_mu_);
     weights_.push_back(y.storage());
@@ -140,6 +193,8 @@ class CudaBackend final : public Backend {
   }
 
   void set_weights_resident(bool on_device) override {
+    ++g_weights_generation;
+    release_all_graphs();
     std::lock_guard<std::mutex> lock(weights_mu_);
     for (auto it = weights_.begin(); it != weights_.end();) {
       std::shared_ptr<Storage> s = it->lock();
@@ -153,6 +208,45 @@ class CudaBackend final : public Backend {
     }
     // The freed blocks go back to the driver, so that the next network has the memory.
     if (!on_device) ok(ops_->empty_cache(dev_), "empty_cache");
+  }
+
+  // --- captured steps -----------------------------------------------------------------------------
+  bool can_capture() const override { return true; }
+  void begin_capture() override { ok(ops_->capture_begin(dev_), "capture_begin"); }
+  std::unique_ptr<CapturedStep> end_capture() override {
+    void* g = nullptr;
+    ok(ops_->capture_end(dev_, &g), "capture_end");
+    auto h = std::make_shared<GraphHandle>();
+    h->ops = ops_;
+    h->dev = dev_;
+    h->graph = g;
+    {
+      std::lock_guard<std::mutex> lock(g_graphs_mu);
+      g_graphs.erase(std::remove_if(g_graphs.begin(), g_graphs.end(), [](const auto& w) { return w.expired(); }),
+                     g_graphs.end());
+      g_graphs.push_back(h);
+    }
+    return std::make_unique<CudaCapturedStep>(std::move(h));
+  }
+  void abort_capture() noexcept override { ops_->capture_abort(dev_); }
+  uint64_t weights_generation() const override { return g_weights_generation.load(); }
+  void copy_into(Tensor& dst, const Tensor& src) override {
+    if (!dst.defined() || !src.defined() || dst.shape() != src.shape()) bad("copy_into", "shapes differ");
+    if (dst.device() != Device::CUDA || dst.dtype() != dt_ || !dst.is_contiguous()) {
+      bad("copy_into", std::string("dst must be a contiguous ") + dtype_name(dt_) + " CUDA tensor");
+    }
+    if (!dst.numel()) return;
+    if (src.device() == Device::CPU) {
+      // The bytes from_host would upload: the same conversion on the host, then one copy.
+      Tensor h = src.to(dt_);
+      if (!h.is_contiguous()) h = h.contiguous();
+      ok(ops_->memcpy_h2d(dev_, dst.raw(), h.raw(), h.nbytes()), "copy_into");
+      return;
+    }
+    const Tensor c = arg(src, "copy_into", "src");
+    const PiaStridedShape s = strided_shape(c.shape(), "copy_into");
+    ok(ops_->strided_copy(dev_, dtype_size(dt_), &s, c.raw(), c.strides().data(), dst.raw(), dst.strides().data()),
+       "copy_into");
   }
 
   // --- linear algebra -----------------------------------------------------------------------------

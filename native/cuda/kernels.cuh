@@ -17,6 +17,11 @@ int reset_peak(int device);
 int empty_cache(int device);
 int timer_start(int device);
 int timer_stop(int device, double* seconds);
+int capture_begin(int device);
+int capture_end(int device, void** graph);
+void capture_abort(int device);
+int graph_launch(int device, void* graph);
+void graph_destroy(int device, void* graph);
 
 // gemm.cu
 int gemm(int device, const PiaGemmArgs* a);

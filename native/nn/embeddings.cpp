@@ -7,6 +7,11 @@
 
 namespace pia::nn {
 
+Tensor Timesteps::host(const std::vector<float>& timesteps) const {
+  static const std::shared_ptr<Backend> reference = make_cpu_backend();
+  return reference->timestep_embedding(timesteps, num_channels, flip_sin_to_cos, downscale_freq_shift);
+}
+
 void TimestepEmbedding::load(WeightStore& w, Backend& be, const std::string& prefix, int64_t in_channels,
                              int64_t time_embed_dim, const std::string& act_fn) {
   act = activation_from_name(act_fn);

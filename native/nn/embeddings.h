@@ -14,7 +14,10 @@ struct Timesteps {
   float downscale_freq_shift = 0.f;
   Tensor operator()(Backend& be, const std::vector<float>& timesteps) const {
     return be.timestep_embedding(timesteps, num_channels, flip_sin_to_cos, downscale_freq_shift);
-  }
+  }  // The same rows as a host float32 tensor, computed by the CPU reference (what the CUDA backend's
+  // timestep_embedding uploads too): a network step takes them as an input, since a captured step
+  // cannot copy from the host.
+  Tensor host(const std::vector<float>& timesteps) const;
 };
 
 // TimestepEmbedding: linear_1 -> act -> linear_2 (no cond_proj, no post_act).

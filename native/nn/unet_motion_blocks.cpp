@@ -49,19 +49,30 @@ TransformerTemporalModelConfig motion_config(const MotionBlockConfig& cfg, int64
 
 // diffusers apply_freeu: the first half of the backbone channels × b, the skip Fourier-filtered
 // with threshold 1 and scale s, in the up blocks of resolution_idx 0 and 1 only.
-void apply_freeu(Backend& be, int resolution_idx, Tensor& hidden, Tensor& res, const FreeUParams& p) {
+void apply_freeu(Backend& be, int resolution_idx, Tensor& hidden, Tensor& res, const FreeUCall& freeu) {
   if (resolution_idx != 0 && resolution_idx != 1) return;
-  const float b = resolution_idx == 0 ? p.b1 : p.b2;
-  const float s = resolution_idx == 0 ? p.s1 : p.s2;
-  const int64_t C = hidden.size(1), half = C / 2;
-  Tensor scale = Tensor::empty({1, C, 1, 1});
-  float* d = scale.data<float>();
-  for (int64_t c = 0; c < C; ++c) d[c] = c < half ? b : 1.f;  // × 1 leaves the other half bit-identical
-  hidden = be.binary(BinaryOp::Mul, hidden, be.from_host(scale));
+  const float s = resolution_idx == 0 ? freeu.params.s1 : freeu.params.s2;
+  hidden = be.binary(BinaryOp::Mul, hidden, freeu.scale(resolution_idx, hidden.size(1)));
   res = be.fourier_filter(res, 1, s);
 }
 
 }  // namespace
+
+Tensor freeu_scale_host(int64_t channels, float b) {
+  const int64_t half = channels / 2;
+  Tensor scale = Tensor::empty({1, channels, 1, 1});
+  float* d = scale.data<float>();
+  for (int64_t c = 0; c < channels; ++c) d[c] = c < half ? b : 1.f;  // × 1 leaves the other half bit-identical
+  return scale;
+}
+
+const Tensor& FreeUCall::scale(int resolution_idx, int64_t channels) const {
+  for (const FreeUScale& s : scales) {
+    if (s.resolution_idx == resolution_idx && s.channels == channels) return s.scale;
+  }
+  throw_error("E_BACKEND", "FreeU: no backbone factor for resolution " + std::to_string(resolution_idx) + ", " +
+                               std::to_string(channels) + " channels");
+}
 
 void check_cancel(Cancel cancel) {
   if (cancel && cancel->load(std::memory_order_relaxed)) throw_error("E_ABORTED", "unet: the call was cancelled");
@@ -121,6 +132,7 @@ void UpBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& be, co
     const std::string idx = std::to_string(i);
     const int64_t res_skip = i == cfg.num_layers - 1 ? cfg.in_channels : cfg.out_channels;
     const int64_t resnet_in = i == 0 ? cfg.prev_output_channel : cfg.out_channels;
+    hidden_channels.push_back(resnet_in);
     resnets[size_t(i)].load(unet, be, prefix + ".resnets." + idx, resnet_config(cfg, resnet_in + res_skip, cfg.out_channels));
     if (has_cross_attention) {
       attentions[size_t(i)].load(unet, be, prefix + ".attentions." + idx,
@@ -134,7 +146,7 @@ void UpBlockMotion::load(WeightStore& unet, WeightStore& motion, Backend& be, co
 }
 
 Tensor UpBlockMotion::operator()(Backend& be, const Tensor& x, std::vector<Tensor>& res_samples, const Tensor& temb,
-                                 const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUParams& freeu,
+                                 const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUCall& freeu,
                                  int64_t upsample_h, int64_t upsample_w, Cancel cancel) const {
   Tensor h = x;
   for (size_t i = 0; i < resnets.size(); ++i) {
@@ -142,7 +154,7 @@ Tensor UpBlockMotion::operator()(Backend& be, const Tensor& x, std::vector<Tenso
     PIA_CHECK(!res_samples.empty(), "E_BACKEND", "UpBlockMotion: ran out of skip connections");
     Tensor res = res_samples.back();
     res_samples.pop_back();
-    if (freeu.enabled()) apply_freeu(be, resolution_idx, h, res, freeu);
+    if (freeu.params.enabled()) apply_freeu(be, resolution_idx, h, res, freeu);
     h = be.cat({h, res}, 1);
     h = resnets[i](be, h, temb);
     if (has_cross_attention) h = attentions[i](be, h, encoder_hidden_states);

@@ -44,6 +44,23 @@ struct FreeUParams {
   bool enabled() const { return s1 != 0 && s2 != 0 && b1 != 0 && b2 != 0; }
 };
 
+// FreeU as one forward runs it: the parameters, and the backbone factors already on the device,
+// one [1, C, 1, 1] tensor (b for the first C/2 channels, 1 for the rest) per up block of
+// resolution_idx 0 / 1 and hidden channel count C. They are made on the host and copied in with
+// the step's other inputs: nothing inside a captured step may copy from the host.
+struct FreeUScale {
+  int resolution_idx = 0;
+  int64_t channels = 0;
+  Tensor scale;
+};
+struct FreeUCall {
+  FreeUParams params;
+  std::vector<FreeUScale> scales;
+  const Tensor& scale(int resolution_idx, int64_t channels) const;
+};
+// The host tensor FreeUScale::scale holds for `channels` and factor b.
+Tensor freeu_scale_host(int64_t channels, float b);
+
 // CrossAttnDownBlockMotion (has_cross_attention) and DownBlockMotion.
 struct DownBlockMotion {
   bool has_cross_attention = false;
@@ -68,12 +85,15 @@ struct UpBlockMotion {
   std::vector<TransformerTemporalModel> motion_modules;
   bool has_upsampler = false;
   Upsample2D upsampler;
+  std::vector<int64_t> hidden_channels;  // per layer: the channels of the hidden state FreeU scales
 
   void load(WeightStore& unet, WeightStore& motion, Backend& be, const std::string& prefix, const MotionBlockConfig& cfg);
+  // Whether FreeU acts on this block (diffusers apply_freeu: resolution_idx 0 and 1 only).
+  bool freeu_applies() const { return resolution_idx == 0 || resolution_idx == 1; }
   // Consumes resnets.size() skip tensors from the back of `res_samples`. upsample_h/w: diffusers'
   // upsample_size (0: ×2).
   Tensor operator()(Backend& be, const Tensor& x, std::vector<Tensor>& res_samples, const Tensor& temb,
-                    const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUParams& freeu,
+                    const Tensor& encoder_hidden_states, int64_t num_frames, const FreeUCall& freeu,
                     int64_t upsample_h = 0, int64_t upsample_w = 0, Cancel cancel = nullptr) const;
 };
 

@@ -394,13 +394,31 @@ UNetMotionModel::UNetMotionModel(std::shared_ptr<Backend> backend, const UNetMot
   for (LoraTarget& t : lora_targets_) {
     t.scaled = in_cross_attn_block(t.name) && t.name.find(".motion_modules.") == std::string::npos;
   }
+  set_step_capture(step_capture_enabled_by_env());
 }
 
 std::shared_ptr<const UNetMotionModel> UNetMotionModel::with_lora(const std::vector<LoraContribution>& contributions) const {
   auto copy = std::make_shared<UNetMotionModel>(*this);
   copy->lora_ = contributions.empty() ? nullptr : build_lora_state(*be_, lora_targets_, contributions);
+  // Recordings of this model hold its LoRA weights: the copy starts with none of its own.
+  copy->steps_ = steps_ ? std::make_shared<StepGraphCache>(be_) : nullptr;
   return copy;
 }
+
+void UNetMotionModel::set_step_capture(bool on) {
+  if (!on) steps_.reset();
+  else if (!steps_ && be_->can_capture()) steps_ = std::make_shared<StepGraphCache>(be_);
+}
+
+namespace {
+
+std::string bits(float v) {
+  uint32_t u = 0;
+  std::memcpy(&u, &v, sizeof u);
+  return std::to_string(u);
+}
+
+}  // namespace
 
 Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const Tensor& ehs_host,
                                 const FreeUParams& freeu, Cancel cancel, float lora_scale) const {
@@ -424,48 +442,97 @@ Tensor UNetMotionModel::forward(const Tensor& sample_host, float timestep, const
                 std::to_string(c.cross_attention_dim) + "], got " + shape_str(ehs_host.shape()));
   PIA_CHECK(std::isfinite(timestep), "E_INVALID_ARGUMENT", "UNetMotionModel.forward: timestep must be finite");
 
-  // The timestep embedding of each sample, repeat_interleave'd over its frames: every row is the
-  // same timestep, so the B·F rows are computed directly.
-  Tensor emb = time_embedding_(be, time_proj_(be, std::vector<float>(size_t(B * F), timestep)));
-
-  Tensor ehs = be.from_host(ehs_host);
-  std::vector<Tensor> rows;
-  for (int64_t b = 0; b < B; ++b) {
-    for (int64_t f = 0; f < F; ++f) rows.push_back(ehs.narrow(0, b, 1));
+  // Everything that changes from call to call enters the step as an input (host tensors, or the
+  // IP-Adapter's tokens already on the device), so that a recorded step can be replayed with new
+  // values copied into its input buffers. The step body below reads nothing else per call.
+  std::vector<Tensor> inputs{sample_host, ehs_host,
+                             // The timestep embedding of each sample, repeat_interleave'd over its
+                             // frames: every row is the same timestep, so the B·F rows are computed directly.
+                             time_proj_.host(std::vector<float>(size_t(B * F), timestep))};
+  const IpCall* ip = ip_active();
+  size_t ip_input = 0;
+  if (ip) {
+    ip_input = inputs.size();
+    inputs.push_back(ip->tokens);
   }
-  Tensor ehs_frames = be.cat(rows, 0);  // encoder_hidden_states.repeat_interleave(F, dim=0)
-
-  Tensor x = be.from_host(sample_host);
-  x = be.contiguous(x.permute({0, 2, 1, 3, 4})).reshape({B * F, C, H, W});
-  x = conv_in_(be, x);
-
-  std::vector<Tensor> res;
-  res.push_back(x);
-  for (const auto& blk : down_blocks_) x = blk(be, x, emb, ehs_frames, F, res, cancel);
-  x = mid_block_(be, x, emb, ehs_frames, F, cancel);
-
-  const int64_t factor = int64_t(1) << num_upsamplers_;
-  const bool forward_upsample_size = H % factor != 0 || W % factor != 0;
-  int64_t up_h = 0, up_w = 0;
-  for (size_t i = 0; i < up_blocks_.size(); ++i) {
-    const bool is_final = i + 1 == up_blocks_.size();
-    const size_t take = up_blocks_[i].resnets.size();
-    PIA_CHECK(res.size() >= take, "E_BACKEND", "UNetMotionModel: skip connections out of step");
-    std::vector<Tensor> skips(res.end() - long(take), res.end());
-    res.resize(res.size() - take);
-    if (!is_final && forward_upsample_size) {
-      up_h = res.back().size(2);
-      up_w = res.back().size(3);
+  struct ScaleInput {
+    int resolution_idx;
+    int64_t channels;
+    size_t input;
+  };
+  std::vector<ScaleInput> freeu_inputs;
+  if (freeu.enabled()) {
+    for (const auto& blk : up_blocks_) {
+      if (!blk.freeu_applies()) continue;
+      for (int64_t ch : blk.hidden_channels) {
+        bool have = false;
+        for (const auto& f : freeu_inputs) have = have || (f.resolution_idx == blk.resolution_idx && f.channels == ch);
+        if (have) continue;
+        freeu_inputs.push_back({blk.resolution_idx, ch, inputs.size()});
+        inputs.push_back(freeu_scale_host(ch, blk.resolution_idx == 0 ? freeu.b1 : freeu.b2));
+      }
     }
-    x = up_blocks_[i](be, x, skips, emb, ehs_frames, F, freeu, up_h, up_w, cancel);
   }
-  check_cancel(cancel);
 
-  x = conv_norm_out_(be, x, Activation::SiLU);
-  x = conv_out_(be, x);
-  const int64_t Co = x.size(1);
-  x = be.contiguous(x.reshape({B, F, Co, H, W}).permute({0, 2, 1, 3, 4}));
-  return be.to_host(x);
+  auto body = [&](const std::vector<Tensor>& in) -> Tensor {
+    IpCall ip_call;
+    if (ip) {
+      ip_call = *ip;
+      ip_call.tokens = in[ip_input];
+    }
+    IpScope ip_scope(ip ? &ip_call : nullptr);
+    FreeUCall freeu_call;
+    freeu_call.params = freeu;
+    for (const auto& f : freeu_inputs) freeu_call.scales.push_back({f.resolution_idx, f.channels, in[f.input]});
+
+    Tensor emb = time_embedding_(be, in[2]);
+    const Tensor& ehs = in[1];
+    std::vector<Tensor> rows;
+    for (int64_t b = 0; b < B; ++b) {
+      for (int64_t f = 0; f < F; ++f) rows.push_back(ehs.narrow(0, b, 1));
+    }
+    Tensor ehs_frames = be.cat(rows, 0);  // encoder_hidden_states.repeat_interleave(F, dim=0)
+    rows.clear();
+
+    Tensor x = be.contiguous(in[0].permute({0, 2, 1, 3, 4})).reshape({B * F, C, H, W});
+    x = conv_in_(be, x);
+
+    std::vector<Tensor> res;
+    res.push_back(x);
+    for (const auto& blk : down_blocks_) x = blk(be, x, emb, ehs_frames, F, res, cancel);
+    x = mid_block_(be, x, emb, ehs_frames, F, cancel);
+
+    const int64_t factor = int64_t(1) << num_upsamplers_;
+    const bool forward_upsample_size = H % factor != 0 || W % factor != 0;
+    int64_t up_h = 0, up_w = 0;
+    for (size_t i = 0; i < up_blocks_.size(); ++i) {
+      const bool is_final = i + 1 == up_blocks_.size();
+      const size_t take = up_blocks_[i].resnets.size();
+      PIA_CHECK(res.size() >= take, "E_BACKEND", "UNetMotionModel: skip connections out of step");
+      std::vector<Tensor> skips(res.end() - long(take), res.end());
+      res.resize(res.size() - take);
+      if (!is_final && forward_upsample_size) {
+        up_h = res.back().size(2);
+        up_w = res.back().size(3);
+      }
+      x = up_blocks_[i](be, x, skips, emb, ehs_frames, F, freeu_call, up_h, up_w, cancel);
+    }
+    check_cancel(cancel);
+
+    x = conv_norm_out_(be, x, Activation::SiLU);
+    x = conv_out_(be, x);
+    const int64_t Co = x.size(1);
+    return be.contiguous(x.reshape({B, F, Co, H, W}).permute({0, 2, 1, 3, 4}));
+  };
+
+  if (!steps_) return run_step_eagerly(be, inputs, body);
+  // What changes the recorded kernels or their arguments besides the inputs' shapes (which the
+  // cache adds). The IP-Adapter is named by its address: a new adapter's weights are uploaded,
+  // which changes the weights generation and so drops every recording made before it.
+  std::string key = "freeu " + bits(freeu.s1) + " " + bits(freeu.s2) + " " + bits(freeu.b1) + " " + bits(freeu.b2);
+  key += " lora " + std::to_string(reinterpret_cast<uintptr_t>(lora_.get())) + " " + bits(lora_scale);
+  if (ip) key += " ip " + std::to_string(reinterpret_cast<uintptr_t>(ip->adapter)) + " " + bits(ip->scale);
+  return steps_->run(key, inputs, body, cancel);
 }
 
 }  // namespace pia::nn

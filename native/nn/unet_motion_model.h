@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "../core/json.h"
+#include "../ops/step_graphs.h"
 #include "embeddings.h"
 #include "ip_adapter.h"
 #include "lora.h"
@@ -70,6 +71,13 @@ class UNetMotionModel {
   // A copy sharing every weight, with these LoRA contributions in place of the current ones.
   std::shared_ptr<const UNetMotionModel> with_lora(const std::vector<LoraContribution>& contributions) const;
 
+  // One forward recorded once its shapes are known and replayed afterwards (a CUDA graph:
+  // ops/step_graphs.h), bitwise equal to running it op by op. On by default where the backend
+  // can capture and PIA_CUDA_GRAPHS=1; a recorded step stops for `cancel` only before or after it.
+  // Not while a forward of this model runs (tests and benchmarks switch it between calls).
+  void set_step_capture(bool on);
+  const StepGraphCache* step_graphs() const { return steps_.get(); }
+
  private:
   std::shared_ptr<Backend> be_;
   UNetMotionModelConfig config_;
@@ -84,6 +92,8 @@ class UNetMotionModel {
   std::vector<IpAttnSite> ip_sites_;
   std::vector<LoraTarget> lora_targets_;
   std::shared_ptr<const LoraState> lora_;
+  // Last: its recordings hold this model's weight addresses, so they go first.
+  std::shared_ptr<StepGraphCache> steps_;
 };
 
 }  // namespace pia::nn

@@ -31,6 +31,19 @@ struct AttentionParams {
   bool causal = false;  // CLIP's text encoder masks future tokens
 };
 
+// A step recorded between Backend::begin_capture and end_capture (a CUDA graph on the CUDA
+// backend). A launch runs the recorded kernels again on the same device addresses: it reads what
+// the tensors the recording read hold at launch time (weights, and the input buffers the caller
+// refills before each launch) and writes the tensors the recording allocated, which stay private
+// to the step for its whole life.
+class CapturedStep {
+ public:
+  virtual ~CapturedStep() = default;
+  // Queues one run, asynchronously like any op (to_host of its output waits for it). false: the
+  // step was invalidated (weights moved) and nothing was queued.
+  virtual bool launch() = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -65,7 +78,7 @@ class Backend {
   // GroupNorm of x [N·frames, C, *] as torch computes it on the (N, C, frames, *) permutation: the
   // statistics of sample n pool its `frames` consecutive entries (TransformerTemporalModel's norm
   // on the (B·F, C, H, W) activations, without the permute copies); y keeps x's layout. The
-  // default permutes, calls group_norm and permutes back (native/ops/backend_defaults.cpp).
+  // default permutes, calls group_norm and permutes back (native/ops/backend.cpp).
   virtual Tensor group_norm_frames(const Tensor& x, int64_t frames, int groups, const Tensor& gamma,
                                    const Tensor& beta, float eps);
   // torch.nn.LayerNorm over the last dim.
@@ -73,7 +86,7 @@ class Backend {
   // layer_norm(x) + a row of `add` [P, D]: row r of x (as [R, D]) gets add[(r / add_div) % P]. The
   // motion modules' norm1/norm2 followed by their sinusoidal positions in one pass (P frames;
   // add_div 1 for [N, F, D] sequences, HW for the frame-major [B·F, HW, D]). The default runs
-  // layer_norm and a broadcast add (native/ops/backend_defaults.cpp).
+  // layer_norm and a broadcast add (native/ops/backend.cpp).
   virtual Tensor layer_norm_add(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, const Tensor& add,
                                 int64_t add_div);
 
@@ -85,7 +98,7 @@ class Backend {
   // Attention over frames (the motion modules' TransformerTemporalModel): q [B·F, HW, H·D],
   // k [B·F, HW, H·D], v [B·F, HW, H·Dv] in the frame-major layout of the spatial blocks; the F
   // frames of every (b, pixel) form one sequence -> [B·F, HW, H·Dv]. Exactly: permute to
-  // [B·HW, F, ·], attention(), permute back (the default, native/ops/backend_defaults.cpp);
+  // [B·HW, F, ·], attention(), permute back (the default, native/ops/backend.cpp);
   // a backend may instead read the strided layout in place.
   virtual Tensor temporal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t frames,
                                     const AttentionParams& p);
@@ -119,6 +132,27 @@ class Backend {
   // Nothing to do where weights already live in host memory (the CPU backend). Never while a call
   // is running on these weights: the caller serialises.
   virtual void set_weights_resident(bool on_device) { (void)on_device; }
+
+  // --- captured steps (CUDA graphs) -----------------------------------------------------------------
+  // Whether begin_capture can work on this backend.
+  virtual bool can_capture() const { return false; }
+  // Starts recording the ops this thread issues on this backend's device. Until end_capture
+  // nothing runs (results exist only once the step is launched); what is allocated meanwhile
+  // belongs to the step. Copies to or from the host fail while recording: per-call data enters
+  // through copy_into before a launch. Throws when recording cannot start.
+  virtual void begin_capture();
+  // Ends the recording. Throws when anything in it failed; the recording is then discarded.
+  virtual std::unique_ptr<CapturedStep> end_capture();
+  // Discards this thread's recording in progress, if any (after an op inside it threw).
+  virtual void abort_capture() noexcept {}
+  // Changes whenever a weight may have moved (set_weights_resident, on any backend instance) or
+  // been added (upload): a captured step holds weight addresses, so one captured under another
+  // generation must not be launched.
+  virtual uint64_t weights_generation() const { return 0; }
+  // dst (a contiguous tensor of this backend) = src, a host float32 tensor (converted as
+  // from_host converts it) or a tensor of this backend, of the same shape. Never allocates the
+  // destination: it is a captured step's input buffer.
+  virtual void copy_into(Tensor& dst, const Tensor& src);
 };
 
 // The CPU backend (always available).

@@ -326,7 +326,7 @@ void rounded_weights(WeightStore& src, WeightStore& dst, DType dt) {
 
 }  // namespace
 
-// Runs on every machine: the default temporal_attention (native/ops/backend_defaults.cpp) is the
+// Runs on every machine: the default temporal_attention (native/ops/backend.cpp) is the
 // permute/attention/permute composition, checked here against a direct per-pixel loop.
 PIA_TEST(temporal_attention_default_matches_per_pixel_attention) {
   auto cpu = make_cpu_backend();
@@ -510,10 +510,24 @@ PIA_TEST(cuda_unet_motion_vs_cpu) {
     nn::UNetMotionModel gpu_model(make_cuda_backend(0, m.dtype), config, ug, ag);
     const Tensor sample = rounded(randn({B, config.in_channels, F, H, W}, 21), m.dtype);
     const Tensor ehs = rounded(randn({B, 77, config.cross_attention_dim}, 22), m.dtype);
-    check(std::string(m.name) + " UNetMotion (SD-1.5+PIA, small) B2 F4 16x16", gpu_model.forward(sample, 981.f, ehs),
+    // With PIA_CUDA_GRAPHS=1 (scripts/gpu-run.sh runs this test so once more) the third call of each
+    // key replays a CUDA graph (the first runs eagerly, the second captures): that one is checked.
+    const int calls = gpu_model.step_graphs() ? 3 : 1;
+    auto gpu = [&](float t, const nn::FreeUParams& f) {
+      Tensor y;
+      for (int i = 0; i < calls; ++i) y = gpu_model.forward(sample, t, ehs, f);
+      return y;
+    };
+    check(std::string(m.name) + " UNetMotion (SD-1.5+PIA, small) B2 F4 16x16", gpu(981.f, {}),
           ref_model.forward(sample, 981.f, ehs), m.net_threshold);
-    check(std::string(m.name) + " UNetMotion with FreeU", gpu_model.forward(sample, 21.f, ehs, freeu),
-          ref_model.forward(sample, 21.f, ehs, freeu), m.net_threshold);
+    check(std::string(m.name) + " UNetMotion with FreeU", gpu(21.f, freeu), ref_model.forward(sample, 21.f, ehs, freeu),
+          m.net_threshold);
+    if (const StepGraphCache* g = gpu_model.step_graphs()) {
+      const auto st = g->stats();
+      std::printf("     CUDA graphs: %zu capture(s), %zu replay(s), %zu failed capture(s)\n", st.captures, st.replays,
+                  st.capture_failures);
+      EXPECT(st.captures == 2 && st.replays == 4 && st.capture_failures == 0);
+    }
   }
 }
 

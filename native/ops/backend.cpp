@@ -1,12 +1,31 @@
-// The defaults of Backend's layout-aware ops (temporal_attention, group_norm_frames): the
-// permute/op/permute compositions that diffusers' TransformerTemporalModel performs with its
-// reshapes, out of the backend's own ops. A backend overrides them to work in place.
+// Backend's defaults for what only some backends do: captured steps, and the layout-aware ops
+// (temporal_attention, group_norm_frames, layer_norm_add) as the permute/op/permute or op/add
+// compositions that diffusers' TransformerTemporalModel performs, out of the backend's own ops;
+// a backend overrides them to work in place.
+#include "backend.h"
+
 #include <algorithm>
+#include <cstring>
 
 #include "../core/errors.h"
-#include "../ops/backend.h"
 
 namespace pia {
+
+void Backend::begin_capture() { throw_error("E_UNSUPPORTED", name() + " cannot capture steps"); }
+
+std::unique_ptr<CapturedStep> Backend::end_capture() {
+  throw_error("E_UNSUPPORTED", name() + " cannot capture steps");
+}
+
+// For backends whose tensors live in host memory (the CPU backend and tests built on it).
+void Backend::copy_into(Tensor& dst, const Tensor& src) {
+  PIA_CHECK(dst.defined() && src.defined() && dst.shape() == src.shape(), "E_INVALID_ARGUMENT",
+            "copy_into: shapes differ");
+  PIA_CHECK(dst.device() == Device::CPU && src.device() == Device::CPU && dst.is_contiguous(), "E_INVALID_ARGUMENT",
+            "copy_into: " + name() + " copies only between contiguous host tensors");
+  const Tensor s = src.to(dst.dtype()).contiguous();
+  if (s.nbytes()) std::memcpy(dst.raw(), s.raw(), s.nbytes());
+}
 
 namespace {
 
