@@ -8,6 +8,9 @@
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
 #   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
+# Switches of the CUDA library it exercises (each read once per process):
+#   PIA_DISABLE_CUBLASLT=1          GEMMs on our own kernel even where cuBLASLt is found
+#   PIA_CUDA_SIMPLE_ATTENTION=1     f16/bf16 attention on the FMA kernel instead of the tensor-core one
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${PIA_GPU_BUILD:-build-gpu}
@@ -40,6 +43,10 @@ status=0
 PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# The attention cases again on the FMA kernel (f16/bf16 ran on the tensor-core kernel above).
+PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_tests" cuda_attention 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 # Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
 # its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.
 if [ -f carry/node.xz ]; then
@@ -57,6 +64,9 @@ fi
 
 if [ "$what" != "tests" ]; then
   "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # The same attention shapes on the FMA kernel, for the tensor-core kernel's speed-up.
+  PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_bench" bench_cuda_attention 2>&1 | tee -a "$LOGS/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   # diffusers' UNetMotionModel in PyTorch on the same GPU (skips itself without torch/diffusers;
   # PIA_DIFFUSERS_SRC names a diffusers checkout's src folder, brought along, never committed).
