@@ -91,13 +91,19 @@ __device__ __forceinline__ uint32_t shared_pair(const uint16_t* p) { return *rei
 // `rows` rows; columns [cols, cols_pad) and rows [n, rows) become zeros. cols_pad is a multiple
 // of 8 (each thread moves 8 elements at a time). TRANSPOSED stores element (r, c) at c·ld + r
 // (V as [d][key]); otherwise at r·ld + c, with ld a multiple of 8 so the 16-byte store is aligned.
+// Consecutive threads take consecutive chunks of a row (coalesced reads), except when transposing:
+// there the 8 stores of a chunk go to 8 rows of the tile whose starts share a bank (8·ld halves is
+// a multiple of 32 words), so consecutive threads take consecutive keys of one chunk instead,
+// which makes each store instruction of a warp hit 16 distinct words; rows must then be a
+// multiple of 32.
 template <bool TRANSPOSED>
 __device__ __forceinline__ void load_tile(uint16_t* dst, int ld, const uint16_t* src, const PiaAttnStrides& s,
                                           int64_t b, int64_t inner, int64_t col0, int r0, int n, int rows, int cols,
                                           int cols_pad, bool vec) {
   const int chunks = cols_pad / 8;
   for (int c = threadIdx.x; c < rows * chunks; c += blockDim.x) {
-    const int r = c / chunks, d0 = (c - r * chunks) * 8;
+    const int r = TRANSPOSED ? c % rows : c / chunks;
+    const int d0 = (TRANSPOSED ? c / rows : c - r * chunks) * 8;
     uint32_t w[4] = {0u, 0u, 0u, 0u};  // element i in half (i & 1) of word i / 2: little-endian order
     if (r < n && d0 < cols) {
       const uint16_t* g = src + row_offset(s, b, inner, r0 + r) + col0 + d0;
@@ -135,7 +141,7 @@ struct TcShape {
   static constexpr int kKVElems = KT * kLdQK + DMAX * kLdV;
   // Q is staged through the same memory as K and V: its fragments live in registers afterwards.
   static constexpr int kSmemElems = kQElems > kKVElems ? kQElems : kKVElems;
-  static_assert(DMAX % 16 == 0 && KT % 16 == 0, "mma tiles are 16 deep");
+  static_assert(DMAX % 16 == 0 && KT % 32 == 0, "mma tiles are 16 deep; the V loader wants whole warps of keys");
   static_assert(kSmemElems * 2 <= 48 * 1024, "static shared memory is limited to 48 KB");
 };
 
