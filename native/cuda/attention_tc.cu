@@ -1,9 +1,10 @@
 // Tensor-core flash attention (FlashAttention-2's forward schedule) for f16 and bf16, head dims up
 // to 160, on sm_80 and newer: mma.sync m16n8k16 with f32 accumulators and an f32 online softmax.
 //
-// One CTA = kWarps warps = 16·kWarps query rows of one (batch, head); warp w owns rows
-// 16w..16w+15 for the whole key loop, so its softmax statistics and O accumulators never leave
-// its registers. Per key tile of KT keys:
+// One CTA = 4 warps = 64 query rows of one (batch, head) — or 1 warp, 16 rows, for sequences of
+// at most 16 queries; warp w owns rows 16w..16w+15 for the whole key loop, so its softmax
+// statistics and O accumulators never leave its registers. Per key tile of KT keys (64, or 32
+// for head dims above 96 and for one-warp CTAs):
 //   shared memory  K as [key][d] and V transposed as [d][key]: both are then "B stored
 //                  transposed" (mma_layout.cuh), so every B register is one 32-bit load, and the
 //                  padded leading dimensions (+8 halves) make those loads bank-conflict free;
@@ -35,7 +36,6 @@ namespace pia_cuda {
 namespace {
 
 using pia_attn_tc::kMaxHeadDim;
-using pia_attn_tc::kWarps;
 using TcParams = pia_attn_tc::Params;
 
 // The execution context of attention_tc_body.cuh on the GPU: the hardware itself.
@@ -94,32 +94,33 @@ struct Gpu<__nv_bfloat16> : GpuCommon<__nv_bfloat16> {
   }
 };
 
-template <typename T, int DMAX, int KT>
-__global__ void __launch_bounds__(kWarps * 32) attention_tc_kernel(TcParams p) {
-  __shared__ __align__(16) uint16_t smem[pia_attn_tc::Shape<DMAX, KT>::kSmemElems];
+template <typename T, int DMAX, int KT, int WARPS>
+__global__ void __launch_bounds__(WARPS * 32) attention_tc_kernel(TcParams p) {
+  __shared__ __align__(16) uint16_t smem[pia_attn_tc::Shape<DMAX, KT, WARPS>::kSmemElems];
   Gpu<T> gpu;
-  pia_attn_tc::attention_cta<DMAX, KT>(gpu, p, smem);
+  pia_attn_tc::attention_cta<DMAX, KT, WARPS>(gpu, p, smem);
 }
 
-template <typename T, int DMAX, int KT>
+template <typename T, int DMAX, int KT, int WARPS>
 int launch_tc(const TcParams& p, int64_t batch_heads) {
-  constexpr int rows = pia_attn_tc::Shape<DMAX, KT>::kRows;
+  constexpr int rows = pia_attn_tc::Shape<DMAX, KT, WARPS>::kRows;
   const int64_t qtiles = (int64_t(p.Sq) + rows - 1) / rows;
   if (qtiles > 65535 || batch_heads > 0x7fffffffLL) {
     set_error("attention: %d queries x %lld batch*heads is too large for one launch", p.Sq, (long long)batch_heads);
     return PIA_CUDA_ERR_ARG;
   }
   const dim3 grid{unsigned(batch_heads), unsigned(qtiles), 1u};
-  attention_tc_kernel<T, DMAX, KT><<<grid, kWarps * 32, 0, stream()>>>(p);
+  attention_tc_kernel<T, DMAX, KT, WARPS><<<grid, WARPS * 32, 0, stream()>>>(p);
   return check_launch("tensor-core attention kernel");
 }
 
 template <typename T>
 int dispatch_tc(const TcParams& p, int64_t batch_heads) {
-  const pia_attn_tc::Bucket k = pia_attn_tc::bucket_for(p.D, p.Dv);
-  if (k.dmax == 64 && k.kt == 64) return launch_tc<T, 64, 64>(p, batch_heads);
-  if (k.dmax == 96 && k.kt == 64) return launch_tc<T, 96, 64>(p, batch_heads);
-  if (k.dmax == kMaxHeadDim && k.kt == 32) return launch_tc<T, kMaxHeadDim, 32>(p, batch_heads);
+  const pia_attn_tc::Bucket k = pia_attn_tc::bucket_for(p.D, p.Dv, p.Sq);
+#define PIA_LAUNCH_IF(DMAX, KT, WARPS) \
+  if (k.dmax == DMAX && k.kt == KT && k.warps == WARPS) return launch_tc<T, DMAX, KT, WARPS>(p, batch_heads);
+  PIA_ATTN_TC_TILES(PIA_LAUNCH_IF)
+#undef PIA_LAUNCH_IF
   set_error("attention: no tensor-core tile for head dims %d/%d", p.D, p.Dv);
   return PIA_CUDA_ERR_ARG;
 }

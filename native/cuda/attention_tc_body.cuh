@@ -31,7 +31,6 @@
 
 namespace pia_attn_tc {
 
-constexpr int kWarps = 4;
 constexpr int kMaxHeadDim = 160;  // largest head dim served by this kernel
 
 struct Params {
@@ -47,17 +46,21 @@ struct Params {
 
 constexpr int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
-// Host side, shared by the dispatcher and the emulator. The tile shape for head dims D, Dv: the
+// Host side, shared by the dispatcher and the emulator. The tile configurations that exist, as
+// X(DMAX, KT, WARPS): DMAX bounds D and Dv, KT keys per tile, WARPS warps of 16 query rows. The
 // registers a lane needs grow with DMAX (Q: DMAX/16·4, O: DMAX/8·4, S: KT/8·4 words), so the
-// largest head dims take 32-key tiles.
+// largest head dims take 32-key tiles. One warp serves short query sequences — temporal
+// attention's 16 or 24 frames — where 64-row CTAs would leave three warps idle.
+#define PIA_ATTN_TC_TILES(X) X(64, 64, 4) X(96, 64, 4) X(160, 32, 4) X(64, 32, 1) X(96, 32, 1) X(160, 32, 1)
+
 struct Bucket {
-  int dmax, kt;
+  int dmax, kt, warps;
 };
-inline Bucket bucket_for(int D, int Dv) {
+inline Bucket bucket_for(int D, int Dv, int Sq) {
   const int d = round_up(D > Dv ? D : Dv, 16);
-  if (d <= 64) return {64, 64};
-  if (d <= 96) return {96, 64};
-  return {kMaxHeadDim, 32};
+  const int dmax = d <= 64 ? 64 : d <= 96 ? 96 : kMaxHeadDim;
+  if (Sq <= 16) return {dmax, 32, 1};
+  return {dmax, dmax == kMaxHeadDim ? 32 : 64, 4};
 }
 
 inline Params make_params(const PiaAttentionArgs& a) {
@@ -93,10 +96,10 @@ PIA_TC_FN int64_t row_offset(const PiaAttnStrides& s, int64_t b, int64_t inner, 
 
 PIA_TC_FN uint32_t shared_pair(const uint16_t* p) { return *reinterpret_cast<const uint32_t*>(p); }
 
-// DMAX: bound on D and Dv (multiple of 16); KT: keys per tile.
-template <int DMAX, int KT>
+// DMAX: bound on D and Dv (multiple of 16); KT: keys per tile; WARPS: warps of 16 query rows.
+template <int DMAX, int KT, int WARPS>
 struct Shape {
-  static constexpr int kRows = 16 * kWarps;
+  static constexpr int kRows = 16 * WARPS;
   static constexpr int kLdQK = DMAX + 8;  // halves; ≡ 8 (mod 16) keeps fragment loads conflict free
   static constexpr int kLdV = KT + 8;
   static constexpr int kQElems = kRows * kLdQK;
@@ -144,11 +147,12 @@ PIA_TC_FN void load_tile(X& x, uint16_t* dst, int ld, const uint16_t* src, const
   }
 }
 
-// One CTA: query rows [64·block_y, +64) of (batch, head) block_x. smem holds Shape::kSmemElems.
-template <int DMAX, int KT, class X>
+// One CTA of WARPS·32 threads: query rows [16·WARPS·block_y, +16·WARPS) of (batch, head)
+// block_x. smem holds Shape::kSmemElems.
+template <int DMAX, int KT, int WARPS, class X>
 PIA_TC_FN void attention_cta(X& x, const Params& p, uint16_t* smem) {
   using namespace pia_mma;
-  using S = Shape<DMAX, KT>;
+  using S = Shape<DMAX, KT, WARPS>;
   constexpr int kLd = S::kLdQK, kLdV = S::kLdV;
   constexpr int kDSteps = DMAX / 16;  // k-steps of Q·Kᵀ at most
   constexpr int kSTiles = KT / 8;     // n-tiles of S per key tile

@@ -3,7 +3,7 @@
 // masks, the online softmax, the C → A reuse of P and the strided output are those the GPU runs;
 // only the hardware primitives are emulated. Runs everywhere, GPU or not.
 //
-// Emulator: one CTA at a time, its 128 threads as ucontext coroutines on one OS thread, switched
+// Emulator: one CTA at a time, its threads (128 or 32) as ucontext coroutines on one OS thread, switched
 // only at collective operations. __syncthreads releases when all 128 threads wait on it; a warp
 // collective (shuffle, mma) when the 32 lanes of that warp do. Anything else — a collective
 // reached by part of a warp, lanes at different collectives — leaves no thread runnable and fails
@@ -31,7 +31,7 @@ using namespace pia;
 
 namespace {
 
-constexpr int kThreads = pia_attn_tc::kWarps * 32;
+constexpr int kMaxThreads = 4 * 32;
 constexpr size_t kStack = 256 * 1024;
 constexpr int kGuard = 64;  // NaN elements before and after the shared tile
 
@@ -45,7 +45,7 @@ struct Emu {
   int tid;
   bool bf16;
   int thread() const { return tid; }
-  int threads() const { return kThreads; }
+  int threads() const;
   int block_x() const;
   int block_y() const;
   void sync();
@@ -65,14 +65,14 @@ struct Emu {
 };
 
 struct Cta {
-  int bx = 0, by = 0;
+  int bx = 0, by = 0, nthreads = 0;
   ucontext_t scheduler{};
-  ucontext_t ctx[kThreads];
+  ucontext_t ctx[kMaxThreads];
   std::vector<std::unique_ptr<char[]>> stacks;
-  Wait state[kThreads];
+  Wait state[kMaxThreads];
   // Exchange slots of the warp collectives.
-  float fslot[kThreads];
-  uint32_t aslot[kThreads][4], bslot[kThreads][2];
+  float fslot[kMaxThreads];
+  uint32_t aslot[kMaxThreads][4], bslot[kMaxThreads][2];
   bool failed = false;
   std::string failure;
 
@@ -82,6 +82,7 @@ struct Cta {
   }
 };
 
+int Emu::threads() const { return cta->nthreads; }
 int Emu::block_x() const { return cta->bx; }
 int Emu::block_y() const { return cta->by; }
 void Emu::sync() { cta->wait(tid, Wait::Cta); }
@@ -130,9 +131,9 @@ thread_local const Launch* g_launch = nullptr;
 thread_local uint16_t* g_smem = nullptr;
 thread_local int g_start_tid = 0;
 
-template <int DMAX, int KT>
+template <int DMAX, int KT, int WARPS>
 void run_body(Emu& x, const pia_attn_tc::Params& p, uint16_t* smem) {
-  pia_attn_tc::attention_cta<DMAX, KT>(x, p, smem);
+  pia_attn_tc::attention_cta<DMAX, KT, WARPS>(x, p, smem);
 }
 
 void thread_entry() {
@@ -141,10 +142,15 @@ void thread_entry() {
   Emu x{cta, tid, g_launch->bf16};
   try {
     const pia_attn_tc::Bucket k = g_launch->bucket;
-    if (k.dmax == 64 && k.kt == 64) run_body<64, 64>(x, g_launch->p, g_smem);
-    else if (k.dmax == 96 && k.kt == 64) run_body<96, 64>(x, g_launch->p, g_smem);
-    else if (k.dmax == pia_attn_tc::kMaxHeadDim && k.kt == 32) run_body<pia_attn_tc::kMaxHeadDim, 32>(x, g_launch->p, g_smem);
-    else test::fail("no tile for this bucket");
+    bool ran = false;
+#define PIA_RUN_IF(DMAX, KT, WARPS)                                              \
+  if (!ran && k.dmax == DMAX && k.kt == KT && k.warps == WARPS) {                 \
+    run_body<DMAX, KT, WARPS>(x, g_launch->p, g_smem);                            \
+    ran = true;                                                                   \
+  }
+    PIA_ATTN_TC_TILES(PIA_RUN_IF)
+#undef PIA_RUN_IF
+    if (!ran) test::fail("bucket_for chose a tile that PIA_ATTN_TC_TILES does not list");
   } catch (const test::Failure& f) {
     // Exceptions cannot cross the context switch: record and finish this thread.
     cta->failed = true;
@@ -154,17 +160,29 @@ void thread_entry() {
   // Returning resumes uc_link, the scheduler.
 }
 
-size_t smem_elems(const pia_attn_tc::Bucket& k) {
-  if (k.dmax == 64) return pia_attn_tc::Shape<64, 64>::kSmemElems;
-  if (k.dmax == 96) return pia_attn_tc::Shape<96, 64>::kSmemElems;
-  return pia_attn_tc::Shape<pia_attn_tc::kMaxHeadDim, 32>::kSmemElems;
+struct TileInfo {
+  size_t smem_elems = 0;
+  int rows = 0;
+};
+TileInfo tile_info(const pia_attn_tc::Bucket& k) {
+  TileInfo t;
+#define PIA_INFO_IF(DMAX, KT, WARPS)                                             \
+  if (k.dmax == DMAX && k.kt == KT && k.warps == WARPS) {                         \
+    t.smem_elems = pia_attn_tc::Shape<DMAX, KT, WARPS>::kSmemElems;               \
+    t.rows = pia_attn_tc::Shape<DMAX, KT, WARPS>::kRows;                          \
+  }
+  PIA_ATTN_TC_TILES(PIA_INFO_IF)
+#undef PIA_INFO_IF
+  if (!t.rows) test::fail("no tile for this bucket");
+  return t;
 }
 
-// Every CTA of the grid (batch·heads, ceil(Sq / 64)), one after the other.
+// Every CTA of the grid (batch·heads, ceil(Sq / rows)), one after the other, as launch_tc does.
 void emulate(const Launch& L) {
-  const int rows = pia_attn_tc::Shape<64, 64>::kRows;
-  const int qtiles = (L.p.Sq + rows - 1) / rows;
-  const size_t n = smem_elems(L.bucket);
+  const TileInfo info = tile_info(L.bucket);
+  const int nthreads = info.rows / 16 * 32;
+  const int qtiles = (L.p.Sq + info.rows - 1) / info.rows;
+  const size_t n = info.smem_elems;
   const uint16_t nan_bits = L.bf16 ? 0x7fc0 : 0x7e00;
   alignas(16) static uint16_t smem_buf[kGuard + 48 * 1024 / 2 + kGuard];
   for (int64_t bx = 0; bx < L.batch_heads; ++bx) {
@@ -173,10 +191,11 @@ void emulate(const Launch& L) {
       auto cta = std::make_unique<Cta>();
       cta->bx = int(bx);
       cta->by = by;
+      cta->nthreads = nthreads;
       g_cta = cta.get();
       g_launch = &L;
       g_smem = smem_buf + kGuard;
-      for (int t = 0; t < kThreads; ++t) {
+      for (int t = 0; t < nthreads; ++t) {
         cta->stacks.emplace_back(new char[kStack]);
         getcontext(&cta->ctx[t]);
         cta->ctx[t].uc_stack.ss_sp = cta->stacks.back().get();
@@ -185,10 +204,10 @@ void emulate(const Launch& L) {
         makecontext(&cta->ctx[t], thread_entry, 0);
         cta->state[t] = Wait::Run;
       }
-      bool started[kThreads] = {};
+      bool started[kMaxThreads] = {};
       for (;;) {
         bool ran = false;
-        for (int t = 0; t < kThreads; ++t) {
+        for (int t = 0; t < nthreads; ++t) {
           if (cta->state[t] != Wait::Run) continue;
           if (!started[t]) {
             started[t] = true;
@@ -200,17 +219,17 @@ void emulate(const Launch& L) {
         if (ran) continue;
         // Everyone is parked: release what is complete.
         int done = 0, at_cta = 0;
-        for (int t = 0; t < kThreads; ++t) {
+        for (int t = 0; t < nthreads; ++t) {
           done += cta->state[t] == Wait::Done;
           at_cta += cta->state[t] == Wait::Cta;
         }
-        if (done == kThreads) break;
+        if (done == nthreads) break;
         bool released = false;
-        if (at_cta == kThreads) {
-          for (auto& s : cta->state) s = Wait::Run;
+        if (at_cta == nthreads) {
+          for (int t = 0; t < nthreads; ++t) cta->state[t] = Wait::Run;
           released = true;
         }
-        for (int w = 0; w < kThreads / 32 && !released; ++w) {
+        for (int w = 0; w < nthreads / 32 && !released; ++w) {
           bool all = true;
           for (int l = 0; l < 32; ++l) all = all && cta->state[w * 32 + l] == Wait::Warp;
           if (all) {
@@ -342,7 +361,7 @@ void run_case(const Case& c, bool bf16, uint32_t seed) {
   a.scale = float(1.0 / std::sqrt(double(c.D)));
   a.causal = c.causal ? 1 : 0;
 
-  Launch L{pia_attn_tc::make_params(a), pia_attn_tc::bucket_for(int(c.D), int(c.Dv)), bf16, a.batch * a.heads};
+  Launch L{pia_attn_tc::make_params(a), pia_attn_tc::bucket_for(int(c.D), int(c.Dv), int(a.Sq)), bf16, a.batch * a.heads};
   emulate(L);
   for (size_t i = zeros.size(); i < zeros.size() + 64; ++i) EXPECT(od[i] == nan_bits);  // nothing written past the end
 
@@ -367,7 +386,8 @@ void run_case(const Case& c, bool bf16, uint32_t seed) {
                 (long long)c.Dv,
                 c.causal ? " causal" : "", c.sd != 1.f ? " large scores" : "", c.growing ? " growing" : "",
                 c.misalign ? " misaligned" : "");
-  std::printf("     %-66s nmse %.2e (max %.0e)%s\n", name, e, threshold, L.p.vec ? " 16-byte loads" : "");
+  std::printf("     %-66s nmse %.2e (max %.0e) tile %d/%d/%d%s\n", name, e, threshold, L.bucket.dmax, L.bucket.kt,
+              L.bucket.warps, L.p.vec ? ", 16-byte loads" : "");
   if (!(e <= threshold)) test::fail(std::string(name) + ": nmse " + std::to_string(e));
 }
 
@@ -378,7 +398,9 @@ PIA_TEST(attention_tc_emulated_vs_cpu) {
       {1, 77, 130, 2, 40, 40, false},                       // SD's 64x64 head dim, ragged ends, 3 key tiles
       {2, 7, 7, 1, 8, 16, true},                            // D != Dv, causal, one short tile
       {1, 130, 77, 1, 64, 24, true},                        // 3 query tiles, causal skips
-      {1, 16, 70, 1, 160, 160, false},                      // 32-key tiles
+      {1, 16, 70, 1, 160, 160, false},                      // one warp, 32-key tiles
+      {1, 40, 70, 1, 136, 136, true},                       // four warps, 32-key tiles
+      {1, 9, 40, 2, 80, 80, false},                         // one warp, the 96 bucket
       {1, 65, 65, 1, 80, 80, false},                        // the 96 bucket, one row in the last CTA
       {2, 33, 17, 2, 12, 12, false},                        // element-wise loads (12 % 8 != 0)
       {1, 1, 1, 1, 5, 5, false},                            // one query, one key
