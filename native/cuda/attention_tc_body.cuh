@@ -175,16 +175,16 @@ PIA_TC_FN void attention_cta(X& x, const Params& p, uint16_t* smem) {
                    p.D, d_steps * 16, vec);
   x.sync();
   uint32_t qa[kDSteps][4];
-PIA_TC_UNROLL
+  PIA_TC_UNROLL
   for (int ks = 0; ks < kDSteps; ++ks) {
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int r = 0; r < 4; ++r) {
       qa[ks][r] = ks < d_steps ? shared_pair(Qs + warp * 16 * kLd + ks * 16 + a_reg_offset(lane, r, kLd)) : 0u;
     }
   }
 
   float o[kOTiles][4];
-PIA_TC_UNROLL
+  PIA_TC_UNROLL
   for (int nt = 0; nt < kOTiles; ++nt) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
   // This lane's two rows: C elements 0,1 are in row `row[0]`, elements 2,3 in `row[1]`.
   const int row0 = q0 + warp * 16;
@@ -207,11 +207,11 @@ PIA_TC_UNROLL
     if (row0 >= p.Sq || (p.causal && j0 > row0 + 15)) continue;
 
     float s[kSTiles][4];
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int nt = 0; nt < kSTiles; ++nt) {
       s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.f;
       if (nt * 8 >= n) continue;  // keys past Sk: masked below anyway
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int ks = 0; ks < kDSteps; ++ks) {
         if (ks >= d_steps) continue;
         const uint32_t kb[2] = {shared_pair(Ks + nt * 8 * kLd + ks * 16 + bt_reg_offset(lane, 0, kLd)),
@@ -220,20 +220,23 @@ PIA_TC_UNROLL
       }
     }
 
+    // Only the last tile (keys past Sk) and causal tiles reaching past the warp's first row have
+    // masked keys; the test is warp-uniform and spares the others the per-score index arithmetic.
+    const bool any_masked = n < KT || (p.causal && j0 + KT - 1 > row0);
     float tile_max[2] = {-INFINITY, -INFINITY};
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int nt = 0; nt < kSTiles; ++nt) {
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int e = 0; e < 4; ++e) {
         const int key = j0 + nt * 8 + c_col(lane, e);
         const int i = e >> 1;
-        const bool masked = key >= p.Sk || (p.causal && key > row[i]);
+        const bool masked = any_masked && (key >= p.Sk || (p.causal && key > row[i]));
         s[nt][e] = masked ? -INFINITY : s[nt][e] * p.scale_log2;
         tile_max[i] = fmaxf(tile_max[i], s[nt][e]);
       }
     }
     float m_use[2];
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int i = 0; i < 2; ++i) {
       // The 4 lanes of a quad (same group, t = 0..3) hold the row's 2·kSTiles·4 scores.
       tile_max[i] = fmaxf(tile_max[i], x.shfl_xor(tile_max[i], 1));
@@ -245,18 +248,18 @@ PIA_TC_UNROLL
       const float corr = x.exp2(m[i] - m_use[i]);
       m[i] = m_new;
       l[i] *= corr;
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int nt = 0; nt < kOTiles; ++nt) {
         o[nt][2 * i] *= corr;
         o[nt][2 * i + 1] *= corr;
       }
     }
 
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int kk = 0; kk < kPSteps; ++kk) {
       if (kk * 16 >= n) continue;  // P and V are zero there
       uint32_t pa[4];
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int r = 0; r < 4; ++r) {
         const int tile = 2 * kk + a_from_c_tile(r), e = a_from_c_elem(r), i = e >> 1;
         const uint16_t lo = x.bits(x.exp2(s[tile][e] - m_use[i]));
@@ -265,7 +268,7 @@ PIA_TC_UNROLL
         l[i] += x.value(lo) + x.value(hi);
         pa[r] = uint32_t(lo) | (uint32_t(hi) << 16);
       }
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int nt = 0; nt < kOTiles; ++nt) {
         if (nt >= o_tiles) continue;
         const uint32_t vb[2] = {shared_pair(Vt + nt * 8 * kLdV + kk * 16 + bt_reg_offset(lane, 0, kLdV)),
@@ -275,16 +278,16 @@ PIA_TC_UNROLL
     }
   }
 
-PIA_TC_UNROLL
+  PIA_TC_UNROLL
   for (int i = 0; i < 2; ++i) {
     l[i] += x.shfl_xor(l[i], 1);
     l[i] += x.shfl_xor(l[i], 2);
     if (row[i] >= p.Sq) continue;
     const float inv = 1.f / l[i];  // l ≥ 1: the row's largest score contributes exp2(0)
     uint16_t* const orow = p.o + row_offset(p.so, b, p.batch_inner, row[i]) + int64_t(h) * p.Dv;
-PIA_TC_UNROLL
+    PIA_TC_UNROLL
     for (int nt = 0; nt < kOTiles; ++nt) {
-PIA_TC_UNROLL
+      PIA_TC_UNROLL
       for (int j = 0; j < 2; ++j) {
         const int col = nt * 8 + c_col(lane, 2 * i + j);
         if (col < p.Dv) orow[col] = x.bits(o[nt][2 * i + j] * inv);
