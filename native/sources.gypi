@@ -22,7 +22,7 @@
       'native/cpu/norm.cpp',
       'native/cpu/simd.cpp',
       'native/cpu/strided_copy.cpp',
-      'native/cpu/temporal_attention.cpp',
+      'native/ops/backend_defaults.cpp',
       'native/cuda/cuda_loader.cpp',
       'native/cuda/library_search.cpp',
       'native/cuda/cuda_backend.cpp',

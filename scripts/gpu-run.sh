@@ -8,9 +8,9 @@
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
 #   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
-# Switches of the CUDA library it exercises (each read once per process):
-#   PIA_DISABLE_CUBLASLT=1          GEMMs on our own kernel even where cuBLASLt is found
-#   PIA_CUDA_SIMPLE_ATTENTION=1     f16/bf16 attention on the FMA kernel instead of the tensor-core one
+# It reruns parts of the suite under the CUDA library's switches, each commented where used
+# (PIA_DISABLE_CUBLASLT, PIA_CUDA_SIMPLE_GEMM, PIA_CUDA_IM2COL_BUDGET, PIA_DISABLE_CUDNN), among
+# them PIA_CUDA_SIMPLE_ATTENTION=1: f16/bf16 attention on the FMA kernel instead of the tensor-core one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${PIA_GPU_BUILD:-build-gpu}
@@ -39,8 +39,17 @@ status=0
 "$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
-# GEMMs again on our own kernel where cuBLASLt was found and used above.
+# GEMMs again on our own kernels where cuBLASLt was found and used above: the cp.async one (what
+# machines without cuBLASLt run), then the simple one it falls back to.
 PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# Convolutions in column blocks of a few hundred pixels (several blocks per image at test sizes).
+PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+# Convolutions again on our own implicit-GEMM kernel where cuDNN was found and used above.
+PIA_DISABLE_CUDNN=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 # The attention cases again on the FMA kernel (f16/bf16 ran on the tensor-core kernel above).
@@ -68,6 +77,9 @@ if [ "$what" != "tests" ]; then
   # The same attention shapes on the FMA kernel, for the tensor-core kernel's speed-up.
   PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_bench" bench_cuda_attention 2>&1 | tee -a "$LOGS/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # Our own GEMM kernels' rates (what machines without cuBLASLt get): cp.async, then the simple one.
+  PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_bench" bench_cuda_gemm_peak 2>&1 | tee -a "$LOGS/bench.txt"
+  PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_bench" bench_cuda_gemm_peak 2>&1 | tee -a "$LOGS/bench.txt"
   # diffusers' UNetMotionModel in PyTorch on the same GPU (skips itself without torch/diffusers;
   # PIA_DIFFUSERS_SRC names a diffusers checkout's src folder, brought along, never committed).
   if command -v python3 >/dev/null 2>&1; then

@@ -70,8 +70,15 @@ class FlopCounter final : public Backend {
   Tensor group_norm(const Tensor& x, int g, const Tensor& ga, const Tensor& be, float eps, Activation a) override {
     return b_->group_norm(x, g, ga, be, eps, a);
   }
+  Tensor group_norm_frames(const Tensor& x, int64_t f, int g, const Tensor& ga, const Tensor& be, float eps) override {
+    return b_->group_norm_frames(x, f, g, ga, be, eps);
+  }
   Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
     return b_->layer_norm(x, g, b, eps);
+  }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& a,
+                        int64_t div) override {
+    return b_->layer_norm_add(x, g, b, eps, a, div);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) override {
     flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(k.size(1)) * double(q.size(2) + v.size(2));
@@ -115,7 +122,131 @@ double gemm_tflops(Backend& be, int64_t n) {
   return t;
 }
 
+// Who ran the convolutions between two snapshots of the counters (cuDNN or our kernel).
+void print_conv_routing(const PiaConvStats& a, const PiaConvStats& b) {
+  const OptionalLibrary& lib = cuda_status().cudnn;
+  std::printf("  convolutions: %llu on cuDNN, %llu on our implicit-GEMM kernel; shapes timed %llu, "
+              "cuDNN faster on %llu (cuDNN %s%s)\n",
+              (unsigned long long)(b.cudnn_calls - a.cudnn_calls), (unsigned long long)(b.own_calls - a.own_calls),
+              (unsigned long long)(b.shapes_timed - a.shapes_timed),
+              (unsigned long long)(b.shapes_cudnn_won - a.shapes_cudnn_won),
+              lib.in_use ? lib.version.c_str() : "not in use: ", lib.in_use ? "" : lib.note.c_str());
+  if (b.cudnn_failures > a.cudnn_failures) std::printf("  cuDNN failures: %llu, last: %s\n",
+                                                       (unsigned long long)(b.cudnn_failures - a.cudnn_failures),
+                                                       b.last_failure);
+}
+
+// Sets the process's convolution policy for one scope (PIA_CUDA_CONV_* of cuda_api.h).
+struct ConvPolicy {
+  int old;
+  explicit ConvPolicy(int p) : old(cuda_set_conv_policy(p)) {}
+  ~ConvPolicy() {
+    if (old >= 0) cuda_set_conv_policy(old);
+  }
+};
+
+// One of SD-1.5's distinct convolutions at 512×512, 16 frames: N images of C×H×H, Co outputs,
+// k×k kernel (padding k/2), `count` times per UNet step (CFG batch 2 × 16 frames = 32 images) or
+// per VAE decode of the 16 frames.
+struct ConvShape {
+  const char* net;
+  int64_t N, C, H, Co, k;
+  int stride, count;
+};
+
+const ConvShape kSd15Convs[] = {
+    {"unet", 32, 9, 64, 320, 3, 1, 1},     {"unet", 32, 320, 64, 320, 3, 1, 7},   {"unet", 32, 320, 64, 320, 3, 2, 1},
+    {"unet", 32, 320, 32, 640, 3, 1, 1},   {"unet", 32, 640, 32, 640, 3, 1, 6},   {"unet", 32, 320, 32, 640, 1, 1, 1},
+    {"unet", 32, 640, 32, 640, 3, 2, 1},   {"unet", 32, 640, 16, 1280, 3, 1, 1},  {"unet", 32, 1280, 16, 1280, 3, 1, 7},
+    {"unet", 32, 640, 16, 1280, 1, 1, 1},  {"unet", 32, 1280, 16, 1280, 3, 2, 1}, {"unet", 32, 1280, 8, 1280, 3, 1, 11},
+    {"unet", 32, 2560, 8, 1280, 3, 1, 3},  {"unet", 32, 2560, 8, 1280, 1, 1, 3},  {"unet", 32, 2560, 16, 1280, 3, 1, 2},
+    {"unet", 32, 1920, 16, 1280, 3, 1, 1}, {"unet", 32, 2560, 16, 1280, 1, 1, 2}, {"unet", 32, 1920, 16, 1280, 1, 1, 1},
+    {"unet", 32, 1280, 32, 1280, 3, 1, 1}, {"unet", 32, 1920, 32, 640, 3, 1, 1},  {"unet", 32, 1280, 32, 640, 3, 1, 1},
+    {"unet", 32, 960, 32, 640, 3, 1, 1},   {"unet", 32, 1920, 32, 640, 1, 1, 1},  {"unet", 32, 1280, 32, 640, 1, 1, 1},
+    {"unet", 32, 960, 32, 640, 1, 1, 1},   {"unet", 32, 640, 64, 640, 3, 1, 1},   {"unet", 32, 960, 64, 320, 3, 1, 1},
+    {"unet", 32, 640, 64, 320, 3, 1, 2},   {"unet", 32, 960, 64, 320, 1, 1, 1},   {"unet", 32, 640, 64, 320, 1, 1, 2},
+    {"unet", 32, 320, 64, 4, 3, 1, 1},
+    {"vae", 16, 4, 64, 4, 1, 1, 1},        {"vae", 16, 4, 64, 512, 3, 1, 1},      {"vae", 16, 512, 64, 512, 3, 1, 10},
+    {"vae", 16, 512, 128, 512, 3, 1, 7},   {"vae", 16, 512, 256, 512, 3, 1, 1},   {"vae", 16, 512, 256, 256, 3, 1, 1},
+    {"vae", 16, 256, 256, 256, 3, 1, 5},   {"vae", 16, 512, 256, 256, 1, 1, 1},   {"vae", 16, 256, 512, 256, 3, 1, 1},
+    {"vae", 16, 256, 512, 128, 3, 1, 1},   {"vae", 16, 128, 512, 128, 3, 1, 5},   {"vae", 16, 256, 512, 128, 1, 1, 1},
+    {"vae", 16, 128, 512, 3, 3, 1, 1},
+};
+
+// Device seconds per conv2d call: one call first (under TUNED the shape's timing happens there).
+double time_conv(Backend& be, const Tensor& x, const Tensor& w, const Tensor& b, const Conv2dParams& p) {
+  be.conv2d(x, w, b, p);
+  cuda_synchronize(0);
+  const int reps = 3;
+  cuda_timer_start(0);
+  for (int i = 0; i < reps; ++i) be.conv2d(x, w, b, p);
+  return cuda_timer_stop(0) / reps;
+}
+
 }  // namespace
+
+// Each of SD-1.5's distinct convolutions on our implicit-GEMM kernel and on cuDNN (its heuristic
+// algorithm), with ms and TFLOP/s, and the sums over a UNet step and a VAE decode: ours only,
+// cuDNN only, and the faster of the two per shape (what PIA_CUDA_CONV_TUNED picks when its own
+// timing agrees). PIA_BENCH_DTYPE as for the job below.
+PIA_BENCH(bench_cuda_conv) {
+  if (skip("bench_cuda_conv")) return;
+  const DType dt = bench_dtype();
+  auto be = make_cuda_backend(0, dt);
+  const OptionalLibrary& lib = cuda_status().cudnn;
+  const bool have_cudnn = lib.in_use;
+  std::printf("  convolutions of SD-1.5 + PIA at 512x512, 16 frames (%s); cuDNN %s%s\n", dtype_name(dt),
+              have_cudnn ? lib.version.c_str() : "not in use: ", have_cudnn ? "" : lib.note.c_str());
+  struct Sum {
+    double ours = 0, cudnn = 0, best = 0;
+  };
+  Sum unet, vae;
+  uint64_t seed = 40;
+  for (const ConvShape& c : kSd15Convs) {
+    const Conv2dParams p = Conv2dParams::same(int(c.k / 2), c.stride);
+    const int64_t Ho = (c.H + 2 * (c.k / 2) - c.k) / c.stride + 1;
+    const double flops = 2.0 * double(c.N) * double(c.Co) * double(Ho * Ho) * double(c.C * c.k * c.k);
+    const Tensor x = be->from_host(sd15::uniform({c.N, c.C, c.H, c.H}, 1.f, seed++));
+    const Tensor w = be->upload(sd15::uniform({c.Co, c.C, c.k, c.k}, 1.f / std::sqrt(float(c.C * c.k * c.k)), seed++));
+    const Tensor b = be->upload(sd15::uniform({c.Co}, 0.1f, seed++));
+    double t_ours = 0, t_cudnn = 0;
+    {
+      ConvPolicy policy(PIA_CUDA_CONV_OURS);
+      t_ours = time_conv(*be, x, w, b, p);
+    }
+    bool ran_cudnn = false;
+    if (have_cudnn) {
+      ConvPolicy policy(PIA_CUDA_CONV_CUDNN_ALL);
+      const uint64_t before = cuda_conv_stats().cudnn_calls;
+      t_cudnn = time_conv(*be, x, w, b, p);
+      ran_cudnn = cuda_conv_stats().cudnn_calls > before;
+    }
+    char line[160];
+    std::snprintf(line, sizeof line, "%-4s %4lld->%-4lld %lldx%lld%s @%lld N%lld x%d", c.net, (long long)c.C,
+                  (long long)c.Co, (long long)c.k, (long long)c.k, c.stride == 2 ? " s2" : "   ", (long long)c.H,
+                  (long long)c.N, c.count);
+    std::printf("  %-40s ours %8.3f ms %6.1f TFLOP/s", line, t_ours * 1e3, flops / t_ours * 1e-12);
+    if (ran_cudnn) {
+      std::printf("  cuDNN %8.3f ms %6.1f TFLOP/s  %s %.2fx\n", t_cudnn * 1e3, flops / t_cudnn * 1e-12,
+                  t_cudnn < t_ours ? "cuDNN" : "ours ", t_cudnn < t_ours ? t_ours / t_cudnn : t_cudnn / t_ours);
+    } else {
+      std::printf("  cuDNN %s\n", have_cudnn ? "declined (see cuDNN failures below)" : "-");
+      t_cudnn = t_ours;
+    }
+    Sum& s = std::string(c.net) == "unet" ? unet : vae;
+    s.ours += c.count * t_ours;
+    s.cudnn += c.count * t_cudnn;
+    s.best += c.count * std::min(t_ours, t_cudnn);
+  }
+  std::printf("  UNet step convolutions: ours %.1f ms, cuDNN %.1f ms, faster per shape %.1f ms\n", unet.ours * 1e3,
+              unet.cudnn * 1e3, unet.best * 1e3);
+  std::printf("  VAE decode convolutions: ours %.1f ms, cuDNN %.1f ms, faster per shape %.1f ms\n", vae.ours * 1e3,
+              vae.cudnn * 1e3, vae.best * 1e3);
+  const PiaConvStats s = cuda_conv_stats();
+  if (s.cudnn_failures) {
+    std::printf("  cuDNN failures: %llu, last: %s\n", (unsigned long long)s.cudnn_failures, s.last_failure);
+  }
+}
 
 PIA_BENCH(bench_cuda_gemm_peak) {
   if (skip("bench_cuda_gemm_peak")) return;
@@ -217,8 +348,9 @@ PIA_BENCH(bench_cuda_sd15_pia_job) {
   const Tensor ehs = sd15::uniform({B, 77, config.cross_attention_dim}, 1.f, 6);
   cuda_reset_peak_memory(0);
   counter->flops = 0;
+  const PiaConvStats conv_before = cuda_conv_stats();
   t0 = now();
-  unet->forward(sample, 999.f, ehs);  // first call: allocator warm-up
+  unet->forward(sample, 999.f, ehs);  // first call: allocator warm-up (and the timing of conv shapes)
   const double first = now() - t0;
   const double step_flops = counter->flops;
   double best = first;
@@ -228,6 +360,7 @@ PIA_BENCH(bench_cuda_sd15_pia_job) {
     best = std::min(best, now() - t0);
   }
   const CudaMemoryStats unet_mem = cuda_memory_stats(0);
+  print_conv_routing(conv_before, cuda_conv_stats());
   bench::report("UNetMotion step SD-1.5+PIA 512x512 F16 CFG B2 (" + std::string(dtype_name(dt)) + ")", best, step_flops);
   std::printf("  %.2f TFLOP per step, %.1f TFLOP/s = %.1f%% of the GEMM's %.1f TFLOP/s (first call %.3f s)\n",
               step_flops * 1e-12, step_flops / best * 1e-12, 100.0 * step_flops / best * 1e-12 / peak, peak, first);

@@ -74,13 +74,25 @@ class CountingBackend : public Backend {
   Tensor group_norm(const Tensor& x, int g, const Tensor& gm, const Tensor& bt, float eps, Activation act) override { Timed _t{*this, "group_norm"};
     return b_->group_norm(x, g, gm, bt, eps, act);
   }
+  Tensor group_norm_frames(const Tensor& x, int64_t f, int g, const Tensor& gm, const Tensor& bt, float eps) override { Timed _t{*this, "group_norm"};
+    return b_->group_norm_frames(x, f, g, gm, bt, eps);
+  }
   Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override { Timed _t{*this, "layer_norm"};
     return b_->layer_norm(x, g, b, eps);
+  }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& a, int64_t div) override {
+    Timed _t{*this, "layer_norm"};
+    return b_->layer_norm_add(x, g, b, eps, a, div);
   }
   Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionParams& p) override { Timed _t{*this, "attention"};
     // q·kᵀ and p·v: 2·B·Sq·Sk·(D + Dv) over all heads.
     flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(k.size(1)) * double(q.size(2) + v.size(2));
     return b_->attention(q, k, v, p);
+  }
+  Tensor temporal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t f,
+                            const AttentionParams& p) override { Timed _t{*this, "attention"};
+    flops += 2.0 * double(q.size(0)) * double(q.size(1)) * double(f) * double(q.size(2) + v.size(2));
+    return b_->temporal_attention(q, k, v, f, p);
   }
   Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) override { Timed _t{*this, "binary"}; return b_->binary(op, a, b); }
   void add_(Tensor& a, const Tensor& b, float alpha) override { Timed _t{*this, "add_"}; b_->add_(a, b, alpha); }

@@ -54,9 +54,14 @@ export function formatDoctor(r: DoctorReport): string {
   // Optional NVIDIA libraries, looked for even without a GPU so that a user can check an install.
   const libs = r.cuda.libraries;
   if (libs) {
+    const uses = { cuBLASLt: 'used for GEMMs', cuDNN: 'used for convolutions' };
     for (const [name, l] of [['cuBLASLt', libs.cublasLt], ['cuDNN', libs.cudnn]] as const) {
-      const state = l.inUse ? `in use${l.version ? ` (${l.version})` : ''}` : l.note ?? (l.found ? 'found' : 'not found');
-      lines.push(`       ${name}: ${l.found ? `${l.path}, ` : ''}${state}`);
+      if (l.inUse) {
+        // e.g. "cuDNN 9.1.0: used for f16/bf16 convolutions where it times faster than the built-in kernel (path)"
+        lines.push(`       ${name}${l.version ? ` ${l.version}` : ''}: ${l.note ?? uses[name]} (${l.path ?? '?'})`);
+      } else {
+        lines.push(`       ${name}: ${l.found ? `${l.path}, ` : ''}${l.note ?? (l.found ? 'found' : 'not found')}`);
+      }
     }
   }
   return lines.join('\n');

@@ -45,7 +45,7 @@ export interface OptionalLibraryInfo {
   /** Opened by the CUDA backend and used. */
   inUse: boolean;
   version?: string;
-  /** Why it is not in use. */
+  /** Why it is not in use, or what it is used for. */
   note?: string;
 }
 

@@ -216,6 +216,26 @@ class CpuBackend final : public Backend {
     return y;
   }
 
+  Tensor group_norm_frames(const Tensor& x_, int64_t frames, int groups, const Tensor& g_, const Tensor& b_,
+                           float eps) override {
+    Tensor x = f32(x_, "group_norm_frames", "x");
+    if (x.dim() < 2 || groups <= 0 || x.size(1) % groups != 0 || frames <= 0 || x.size(0) % frames != 0) {
+      bad("group_norm_frames", "x " + shape_str(x.shape()) + " with " + std::to_string(groups) + " groups, " +
+                                   std::to_string(frames) + " frames");
+    }
+    const int64_t C = x.size(1);
+    Tensor g, b;
+    if (g_.defined()) g = f32(g_, "group_norm_frames", "weight");
+    if (b_.defined()) b = f32(b_, "group_norm_frames", "bias");
+    if ((g.defined() && g.numel() != C) || (b.defined() && b.numel() != C)) {
+      bad("group_norm_frames", "affine size mismatch");
+    }
+    Tensor y = cpu::new_tensor(x.shape());
+    cpu::group_norm(x.data<float>(), x.size(0) / frames, C, x.numel() / std::max<int64_t>(1, x.size(0) * C), groups,
+                    opt_ptr(g), opt_ptr(b), eps, Activation::None, y.data<float>(), frames);
+    return y;
+  }
+
   Tensor layer_norm(const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps) override {
     Tensor x = f32(x_, "layer_norm", "x");
     if (x.dim() < 1) bad("layer_norm", "scalar input");
@@ -227,6 +247,25 @@ class CpuBackend final : public Backend {
     Tensor y = cpu::new_tensor(x.shape());
     cpu::layer_norm(x.data<float>(), x.numel() / std::max<int64_t>(D, 1), D, opt_ptr(g), opt_ptr(b), eps,
                     y.data<float>());
+    return y;
+  }
+
+  Tensor layer_norm_add(const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps, const Tensor& add_,
+                        int64_t add_div) override {
+    Tensor x = f32(x_, "layer_norm_add", "x"), add = f32(add_, "layer_norm_add", "add");
+    if (x.dim() < 1) bad("layer_norm_add", "scalar input");
+    const int64_t D = x.size(-1), R = x.numel() / std::max<int64_t>(D, 1);
+    if (add.dim() != 2 || add.size(1) != D || add.size(0) < 1 || add_div < 1 || R % (add.size(0) * add_div)) {
+      bad("layer_norm_add", "add " + shape_str(add.shape()) + " (every " + std::to_string(add_div) +
+                                " rows) does not tile x " + shape_str(x.shape()));
+    }
+    Tensor g, b;
+    if (g_.defined()) g = f32(g_, "layer_norm_add", "weight");
+    if (b_.defined()) b = f32(b_, "layer_norm_add", "bias");
+    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad("layer_norm_add", "affine size mismatch");
+    Tensor y = cpu::new_tensor(x.shape());
+    cpu::layer_norm(x.data<float>(), R, D, opt_ptr(g), opt_ptr(b), eps, y.data<float>(), add.data<float>(), add_div,
+                    add.size(0));
     return y;
   }
 

@@ -46,11 +46,15 @@ void widen(const void* src, DType dtype, int64_t offset, int64_t n, float* out);
 void conv2d(const float* x, int64_t N, int64_t Cin, int64_t H, int64_t W, const void* w, DType w_dtype, int64_t Cout,
             int64_t kh, int64_t kw, const float* bias, const Conv2dParams& p, float* y, int64_t Ho, int64_t Wo);
 
-// torch.nn.GroupNorm on x [N, C, S] (S = spatial size), then `act`.
+// torch.nn.GroupNorm on x [N, C, S] (S = spatial size), then `act`. With frames > 1, x is
+// [N·frames, C, S] and sample n's statistics pool its `frames` consecutive entries: GroupNorm of
+// the (N, C, frames, S) permutation, written back in x's layout.
 void group_norm(const float* x, int64_t N, int64_t C, int64_t S, int groups, const float* gamma, const float* beta,
-                float eps, Activation act, float* y);
+                float eps, Activation act, float* y, int64_t frames = 1);
 // torch.nn.LayerNorm over the last dim D of rows x [R, D].
-void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y);
+// With `add` [P, D], row r then gets add[(r / add_div) % P] added (Backend::layer_norm_add).
+void layer_norm(const float* x, int64_t R, int64_t D, const float* gamma, const float* beta, float eps, float* y,
+                const float* add = nullptr, int64_t add_div = 1, int64_t add_period = 1);
 
 // Flash-style attention; q [B,Sq,H·D], k [B,Sk,H·D], v [B,Sk,H·Dv] -> o [B,Sq,H·Dv]. With
 // interleave = G > 1 the B sequences are stored G at a time, interleaved row by row: q is

@@ -7,6 +7,7 @@
 
 #include "common.cuh"
 #include "cublaslt.cuh"
+#include "cudnn.cuh"
 #include "cuda_api.h"
 #include "kernels.cuh"
 
@@ -117,6 +118,9 @@ __attribute__((visibility("default"))) int pia_cuda_get_ops(PiaCudaOps* out, siz
   t.strided_copy = pia_cuda::strided_copy;
   t.convert = pia_cuda::convert;
   t.use_cublaslt = pia_cuda::use_cublaslt;
+  t.use_cudnn = pia_cuda::use_cudnn;
+  t.set_conv_policy = pia_cuda::set_conv_policy;
+  t.conv_stats = pia_cuda::conv_stats;
   std::memcpy(out, &t, size);
   return 0;
 }

@@ -9,13 +9,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PIA_CUDA_ABI_VERSION 3
+#define PIA_CUDA_ABI_VERSION 4
 
 // Return codes of the ops table; the message of the last failure on this thread is last_error().
 #define PIA_CUDA_OK 0
 #define PIA_CUDA_ERR 1
 #define PIA_CUDA_ERR_OOM 2
 #define PIA_CUDA_ERR_ARG 3
+
+// Which convolutions cuDNN runs once use_cudnn succeeded (set_conv_policy). f32 is the parity
+// mode: only CUDNN_ALL sends it to cuDNN (FMA math, never TF32), so that its results do not depend
+// on which library was found or which algorithm won a timing.
+#define PIA_CUDA_CONV_OURS 0        // our implicit-GEMM kernel only (PIA_DISABLE_CUDNN's semantics)
+#define PIA_CUDA_CONV_TUNED 1       // f16/bf16: time both on a shape's first call, keep the faster (default)
+#define PIA_CUDA_CONV_CUDNN 2       // f16/bf16: cuDNN wherever it accepts the call, untimed (PIA_CUDNN_AUTOTUNE=0)
+#define PIA_CUDA_CONV_CUDNN_ALL 3   // every dtype, f32 included: for tests and benchmarks
 
 #define PIA_CUDA_MAX_DIMS 8
 #define PIA_CUDA_MAX_FREQS 64
@@ -97,6 +105,18 @@ struct PiaStridedShape {
   int64_t shape[PIA_CUDA_MAX_DIMS];
 };
 
+// conv2d calls since the library was loaded, all devices together.
+struct PiaConvStats {
+  uint64_t cudnn_calls;         // run by cuDNN
+  uint64_t own_calls;           // run by our implicit-GEMM kernel (not counting timing runs)
+  uint64_t cudnn_failures;      // cuDNN calls that failed; that shape stays on our kernel
+  uint64_t shapes_timed;        // shapes timed both ways (PIA_CUDA_CONV_TUNED)
+  uint64_t shapes_cudnn_won;    // of those, shapes cuDNN was faster on
+  int policy;                   // PIA_CUDA_CONV_*
+  int cudnn_loaded;
+  char last_failure[256];       // the last cuDNN failure, "" if none
+};
+
 struct PiaCudaOps {
   size_t size;  // sizeof(PiaCudaOps) as the library was built
   const char* (*last_error)(void);
@@ -119,11 +139,13 @@ struct PiaCudaOps {
   // --- ops -----------------------------------------------------------------------------------------
   int (*gemm)(int device, const PiaGemmArgs* a);
   int (*conv2d)(int device, const PiaConv2dArgs* a);
-  // x [N, C, S] -> y; statistics in f32 over (C/groups) × S; affine per channel; act fused.
-  int (*group_norm)(int device, int dtype, const void* x, void* y, int64_t N, int64_t C, int64_t S, int64_t groups,
-                    const void* gamma, const void* beta, float eps, int act);
+  // x [N·frames, C, S] -> y; statistics in f32 over frames × (C/groups) × S of each of the N
+  // samples (frames 1: plain GroupNorm); affine per channel; act fused.
+  int (*group_norm)(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
+                    int64_t groups, const void* gamma, const void* beta, float eps, int act);
+  // add (or null) [add_period, D]: row r then gets add[(r / add_div) % add_period] (Backend::layer_norm_add).
   int (*layer_norm)(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
-                    const void* beta, float eps);
+                    const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period);
   int (*attention)(int device, const PiaAttentionArgs* a);
   // y (contiguous, shape) = a op b with strides per operand (0 on broadcast dims); op: pia::BinaryOp.
   int (*binary)(int device, int dtype, int op, const PiaStridedShape* shape, const void* a, const int64_t* a_strides,
@@ -152,6 +174,15 @@ struct PiaCudaOps {
   // Opens cuBLASLt at `path` (found by the core: library_search.h) for every later gemm; writes its
   // version into info. Non-zero with last_error() when it cannot be used (gemm keeps our kernel).
   int (*use_cublaslt)(const char* path, char* info, size_t infolen);
+
+  // --- appended in ABI 4 -----------------------------------------------------------------------------
+  // Opens cuDNN at `path` (library_search.h) and its sub-libraries from the same folder, checks it
+  // with one small convolution, and from then on routes conv2d by set_conv_policy's policy; writes its
+  // version ("9.1.0") into info. Non-zero with last_error() when it cannot be used.
+  int (*use_cudnn)(const char* path, char* info, size_t infolen);
+  // PIA_CUDA_CONV_*; returns the previous policy, or -1 for an unknown one (then nothing changes).
+  int (*set_conv_policy)(int policy);
+  int (*conv_stats)(PiaConvStats* out);
 };
 
 // Fills the table; returns 0, or non-zero when the caller's struct is larger than ours.

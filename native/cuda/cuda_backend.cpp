@@ -260,33 +260,22 @@ class CudaBackend final : public Backend {
   }
 
   // --- normalisation ------------------------------------------------------------------------------
-  Tensor group_norm(const Tensor& x_, int groups, const Tensor& g_, const Tensor& b_, float eps,
+  Tensor group_norm(const Tensor& x, int groups, const Tensor& g, const Tensor& b, float eps,
                     Activation act) override {
-    Tensor x = arg(x_, "group_norm", "x");
-    if (x.dim() < 2 || groups <= 0 || x.size(1) % groups != 0) {
-      bad("group_norm", "x " + shape_str(x.shape()) + " with " + std::to_string(groups) + " groups");
-    }
-    const int64_t C = x.size(1);
-    Tensor g = opt_arg(g_, "group_norm", "weight"), b = opt_arg(b_, "group_norm", "bias");
-    if ((g.defined() && g.numel() != C) || (b.defined() && b.numel() != C)) bad("group_norm", "affine size mismatch");
-    Tensor y = alloc(x.shape(), dt_);
-    const int64_t S = x.numel() / std::max<int64_t>(1, x.size(0) * C);
-    ok(ops_->group_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), x.size(0), C, S, groups, ptr(g), ptr(b), eps, int(act)),
-       "group_norm");
-    return y;
+    return run_group_norm("group_norm", x, 1, groups, g, b, eps, act);
+  }
+  Tensor group_norm_frames(const Tensor& x, int64_t frames, int groups, const Tensor& g, const Tensor& b,
+                           float eps) override {
+    return run_group_norm("group_norm_frames", x, frames, groups, g, b, eps, Activation::None);
   }
 
-  Tensor layer_norm(const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps) override {
-    Tensor x = arg(x_, "layer_norm", "x");
-    if (x.dim() < 1) bad("layer_norm", "scalar input");
-    const int64_t D = x.size(-1);
-    Tensor g = opt_arg(g_, "layer_norm", "weight"), b = opt_arg(b_, "layer_norm", "bias");
-    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad("layer_norm", "affine size mismatch");
-    Tensor y = alloc(x.shape(), dt_);
-    ok(ops_->layer_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), x.numel() / std::max<int64_t>(D, 1), D, ptr(g), ptr(b),
-                        eps),
-       "layer_norm");
-    return y;
+  Tensor layer_norm(const Tensor& x, const Tensor& g, const Tensor& b, float eps) override {
+    return run_layer_norm("layer_norm", x, g, b, eps, Tensor(), 1);
+  }
+  Tensor layer_norm_add(const Tensor& x, const Tensor& g, const Tensor& b, float eps, const Tensor& add,
+                        int64_t add_div) override {
+    if (!add.defined()) bad("layer_norm_add", "add is undefined");
+    return run_layer_norm("layer_norm_add", x, g, b, eps, add, add_div);
   }
 
   // --- attention ----------------------------------------------------------------------------------
@@ -529,6 +518,43 @@ class CudaBackend final : public Backend {
   }
   static const void* ptr(const Tensor& t) { return t.defined() ? t.raw() : nullptr; }
 
+  Tensor run_group_norm(const char* op, const Tensor& x_, int64_t frames, int groups, const Tensor& g_,
+                        const Tensor& b_, float eps, Activation act) {
+    Tensor x = arg(x_, op, "x");
+    if (x.dim() < 2 || groups <= 0 || x.size(1) % groups != 0 || frames <= 0 || x.size(0) % frames != 0) {
+      bad(op, "x " + shape_str(x.shape()) + " with " + std::to_string(groups) + " groups, " + std::to_string(frames) +
+                  " frames");
+    }
+    const int64_t C = x.size(1);
+    Tensor g = opt_arg(g_, op, "weight"), b = opt_arg(b_, op, "bias");
+    if ((g.defined() && g.numel() != C) || (b.defined() && b.numel() != C)) bad(op, "affine size mismatch");
+    Tensor y = alloc(x.shape(), dt_);
+    const int64_t S = x.numel() / std::max<int64_t>(1, x.size(0) * C);
+    ok(ops_->group_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), x.size(0) / frames, frames, C, S, groups, ptr(g),
+                        ptr(b), eps, int(act)),
+       op);
+    return y;
+  }
+
+  Tensor run_layer_norm(const char* op, const Tensor& x_, const Tensor& g_, const Tensor& b_, float eps,
+                        const Tensor& add_, int64_t add_div) {
+    Tensor x = arg(x_, op, "x");
+    if (x.dim() < 1) bad(op, "scalar input");
+    const int64_t D = x.size(-1), rows = x.numel() / std::max<int64_t>(D, 1);
+    Tensor g = opt_arg(g_, op, "weight"), b = opt_arg(b_, op, "bias"), add = opt_arg(add_, op, "add");
+    if ((g.defined() && g.numel() != D) || (b.defined() && b.numel() != D)) bad(op, "affine size mismatch");
+    if (add.defined() && (add.dim() != 2 || add.size(1) != D || add.size(0) < 1 || add_div < 1 ||
+                          rows % (add.size(0) * add_div))) {
+      bad(op, "add " + shape_str(add.shape()) + " (every " + std::to_string(add_div) + " rows) does not tile x " +
+                  shape_str(x.shape()));
+    }
+    Tensor y = alloc(x.shape(), dt_);
+    ok(ops_->layer_norm(dev_, dtype_code(dt_), x.raw(), y.raw(), rows, D, ptr(g), ptr(b), eps, ptr(add), add_div,
+                        add.defined() ? add.size(0) : 1),
+       op);
+    return y;
+  }
+
   void run_attention(PiaAttentionArgs& a, const Tensor& q, const Tensor& k, const Tensor& v, Tensor& o, int64_t Sq,
                      int64_t Sk, int64_t H, int64_t D, int64_t Dv, const AttentionParams& p) {
     a.dtype = dtype_code(dt_);
@@ -559,8 +585,10 @@ const PiaCudaOps& cuda_ops() {
 
 void cuda_ok(int rc, const char* what) {
   if (rc == PIA_CUDA_OK) return;
-  throw_error(rc == PIA_CUDA_ERR_OOM ? "E_OUT_OF_MEMORY" : "E_BACKEND",
-              std::string("cuda ") + what + ": " + cuda_ops().last_error());
+  const char* code = rc == PIA_CUDA_ERR_OOM   ? "E_OUT_OF_MEMORY"
+                     : rc == PIA_CUDA_ERR_ARG ? "E_INVALID_ARGUMENT"
+                                              : "E_BACKEND";
+  throw_error(code, std::string("cuda ") + what + ": " + cuda_ops().last_error());
 }
 
 }  // namespace
@@ -597,6 +625,13 @@ void cuda_timer_start(int device) { cuda_ok(cuda_ops().timer_start(device), "tim
 double cuda_timer_stop(int device) {
   double s = 0;
   cuda_ok(cuda_ops().timer_stop(device, &s), "timer_stop");
+  return s;
+}
+
+int cuda_set_conv_policy(int policy) { return cuda_ops().set_conv_policy(policy); }
+PiaConvStats cuda_conv_stats() {
+  PiaConvStats s{};
+  cuda_ok(cuda_ops().conv_stats(&s), "conv_stats");
   return s;
 }
 

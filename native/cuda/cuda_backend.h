@@ -7,6 +7,7 @@
 #include <string>
 
 #include "../ops/backend.h"
+#include "cuda_api.h"
 
 namespace pia {
 
@@ -30,5 +31,11 @@ void cuda_synchronize(int device);
 // Seconds of device time between start and stop (events on the library's stream).
 void cuda_timer_start(int device);
 double cuda_timer_stop(int device);
+// Which convolutions cuDNN runs from now on, for the whole process (PIA_CUDA_CONV_* in cuda_api.h;
+// the loader sets TUNED, or CUDNN under PIA_CUDNN_AUTOTUNE=0): how tests and benchmarks compare
+// cuDNN with our kernel in one process. Returns the previous policy, -1 for an unknown one.
+int cuda_set_conv_policy(int policy);
+// Counters of conv2d calls (who ran them) and the last cuDNN failure.
+PiaConvStats cuda_conv_stats();
 
 }  // namespace pia

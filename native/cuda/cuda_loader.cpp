@@ -28,9 +28,14 @@ std::string dl_error() {
 
 CudaApi g_api;
 
+bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
 CudaStatus probe() {
   CudaStatus s;
-  if (const char* off = std::getenv("PIA_DISABLE_CUDA"); off && *off && std::string(off) != "0") {
+  if (env_set("PIA_DISABLE_CUDA")) {
     s.reason = "disabled by PIA_DISABLE_CUDA";
     return s;
   }
@@ -96,30 +101,46 @@ CudaStatus probe() {
   return s;
 }
 
-// cuBLASLt for the GEMMs when it is found (PIA_DISABLE_CUBLASLT=1 keeps our kernel, e.g. to
-// compare them); cuDNN is only reported: the convolutions run on our implicit-GEMM kernel.
+// Opens one optional library through libpia_cuda.so's `use` entry, filling `lib` for pia doctor.
+void open_optional(const CudaStatus& s, OptionalLibrary& lib, const char* disable_env, const char* fallback,
+                   int (*use)(const char*, char*, size_t)) {
+  if (lib.path.empty()) {
+    lib.note = std::string("not found; ") + fallback;
+    return;
+  }
+  if (!s.available) {
+    lib.note = "CUDA is unavailable";
+    return;
+  }
+  if (env_set(disable_env)) {
+    lib.note = std::string("disabled by ") + disable_env;
+    return;
+  }
+  char info[64] = {0};
+  if (use(lib.path.c_str(), info, sizeof info) == 0) {
+    lib.in_use = true;
+    lib.version = info;
+  } else {
+    lib.note = g_api.ops.last_error();
+  }
+}
+
+// cuBLASLt for the GEMMs and cuDNN for the convolutions when they are found and open; our kernels
+// otherwise. PIA_DISABLE_CUBLASLT=1 / PIA_DISABLE_CUDNN=1 keep ours (e.g. to compare them);
+// PIA_CUDNN_AUTOTUNE=0 sends f16/bf16 convolutions to cuDNN untimed instead of timing both.
 CudaStatus with_libraries(CudaStatus s) {
   s.cublaslt.path = cublaslt_search().path;
   s.cudnn.path = cudnn_search().path;
-  if (!s.cudnn.path.empty()) s.cudnn.note = "not used: convolutions run on the built-in implicit-GEMM kernel";
-  if (s.cublaslt.path.empty()) {
-    s.cublaslt.note = "not found; GEMMs run on the built-in tensor-core kernel";
-    return s;
-  }
-  if (!s.available) {
-    s.cublaslt.note = "CUDA is unavailable";
-    return s;
-  }
-  if (const char* off = std::getenv("PIA_DISABLE_CUBLASLT"); off && *off && std::string(off) != "0") {
-    s.cublaslt.note = "disabled by PIA_DISABLE_CUBLASLT";
-    return s;
-  }
-  char info[64] = {0};
-  if (g_api.ops.use_cublaslt(s.cublaslt.path.c_str(), info, sizeof info) == 0) {
-    s.cublaslt.in_use = true;
-    s.cublaslt.version = info;
-  } else {
-    s.cublaslt.note = g_api.ops.last_error();
+  open_optional(s, s.cublaslt, "PIA_DISABLE_CUBLASLT", "GEMMs run on the built-in tensor-core kernel",
+                g_api.ops.use_cublaslt);
+  open_optional(s, s.cudnn, "PIA_DISABLE_CUDNN", "convolutions run on the built-in kernels",
+                g_api.ops.use_cudnn);
+  if (s.cudnn.in_use) {
+    const char* tune = std::getenv("PIA_CUDNN_AUTOTUNE");
+    const bool untimed = tune && std::string(tune) == "0";
+    g_api.ops.set_conv_policy(untimed ? PIA_CUDA_CONV_CUDNN : PIA_CUDA_CONV_TUNED);
+    s.cudnn.note = untimed ? "used for f16/bf16 convolutions (PIA_CUDNN_AUTOTUNE=0: untimed)"
+                           : "used for f16/bf16 convolutions where it times faster than the built-in kernel";
   }
   return s;
 }

@@ -22,7 +22,7 @@ struct OptionalLibrary {
   std::string path;     // empty: not found
   bool in_use = false;  // opened by libpia_cuda.so
   std::string version;  // when in use
-  std::string note;     // why it is not in use
+  std::string note;     // why it is not in use, or what it is used for
 };
 
 struct CudaStatus {

@@ -8,6 +8,7 @@
 
 #include "common.cuh"
 #include "cublaslt.cuh"
+#include "cudnn.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
@@ -207,6 +208,7 @@ int gemm(int device, const PiaGemmArgs* a) {
   }
   if (a->M == 0 || a->N == 0 || a->batch == 0) return PIA_CUDA_OK;
   if (int rc = PIA_CUDA_OK; cublaslt_gemm(device, *a, &rc)) return rc;
+  if (gemm_pipelined_fits(*a)) return gemm_pipelined(*a);
   GemmP p{};
   p.M = int(a->M);
   p.N = int(a->N);
@@ -235,6 +237,14 @@ int conv2d(int device, const PiaConv2dArgs* a) {
     return PIA_CUDA_ERR_ARG;
   }
   if (a->N == 0 || a->Co == 0 || N == 0) return PIA_CUDA_OK;
+  if (int rc = PIA_CUDA_OK; cudnn_conv2d(device, *a, &rc)) return rc;
+  count_own_conv();
+  return conv2d_implicit_gemm(*a);
+}
+
+int conv2d_implicit_gemm(const PiaConv2dArgs& args) {
+  const PiaConv2dArgs* a = &args;
+  const int64_t K = a->C * a->kh * a->kw, N = a->Ho * a->Wo;
   GemmP p{};
   p.M = int(a->Co);
   p.N = int(N);
@@ -262,8 +272,30 @@ int conv2d(int device, const PiaConv2dArgs* a) {
   if (a->kh == 1 && a->kw == 1 && a->stride == 1 && a->pad_top == 0 && a->pad_left == 0 && a->Ho == a->H &&
       a->Wo == a->W) {
     p.ldb = a->H * a->W;
+    PiaGemmArgs g{};
+    g.dtype = a->dtype;
+    g.M = a->Co;
+    g.N = N;
+    g.K = K;
+    g.batch = a->N;
+    g.A = a->w;
+    g.lda = K;
+    g.B = a->x;
+    g.ldb = p.ldb;
+    g.stride_b = p.sb;
+    g.C = a->y;
+    g.ldc = N;
+    g.stride_c = p.sc;
+    g.bias = a->bias;
+    g.bias_per_row = 1;
+    g.act = a->act;
+    if (gemm_pipelined_fits(g)) return gemm_pipelined(g);
     return launch<kDense>(a->dtype, p, int(a->N));
   }
+  int device = 0;
+  if (int rc = check(cudaGetDevice(&device), "cudaGetDevice")) return rc;
+  bool handled = false;
+  if (int rc = conv2d_im2col(device, a, &handled); handled) return rc;
   p.ldb = 0;
   return launch<kIm2col>(a->dtype, p, int(a->N));
 }

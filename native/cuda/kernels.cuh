@@ -21,12 +21,23 @@ int timer_stop(int device, double* seconds);
 // gemm.cu
 int gemm(int device, const PiaGemmArgs* a);
 int conv2d(int device, const PiaConv2dArgs* a);
+// gemm_pipelined.cu: the cp.async tensor-core GEMM, for f16/bf16 operands it can copy in 16-byte
+// chunks (gemm_pipelined_fits); the caller has checked the sizes as gemm() does.
+bool gemm_pipelined_fits(const PiaGemmArgs& a);
+int gemm_pipelined(const PiaGemmArgs& a);
+// conv_im2col.cu: f16/bf16 convolution as column blocks + gemm_pipelined; *handled false (and
+// nothing done) when the shape does not suit it.
+int conv2d_im2col(int device, const PiaConv2dArgs* a, bool* handled);
+// conv2d on our own kernels (1×1 as a GEMM, column blocks + gemm_pipelined in f16/bf16, else the
+// implicit GEMM), never cuDNN (cudnn.cu times it against cuDNN): the device is current and the
+// arguments were checked by conv2d.
+int conv2d_implicit_gemm(const PiaConv2dArgs& a);
 
 // norm.cu
-int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t C, int64_t S, int64_t groups,
-               const void* gamma, const void* beta, float eps, int act);
+int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t frames, int64_t C, int64_t S,
+               int64_t groups, const void* gamma, const void* beta, float eps, int act);
 int layer_norm(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
-               const void* beta, float eps);
+               const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period);
 
 // attention.cu (dispatch; the FMA kernel for f32, head dims above 160 and older GPUs)
 int attention(int device, const PiaAttentionArgs* a);

@@ -57,22 +57,23 @@ void BasicTransformerBlock::load(WeightStore& w, Backend& be, const std::string&
   ff.load(w, be, prefix + ".ff", cfg.dim, cfg.activation_fn);
 }
 
-Tensor BasicTransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& encoder_hidden_states) const {
+Tensor BasicTransformerBlock::operator()(Backend& be, const Tensor& x, const Tensor& encoder_hidden_states,
+                                         int64_t frames) const {
+  PIA_CHECK(frames <= 0 || !attn2_is_cross, "E_INVALID_ARGUMENT",
+            "BasicTransformerBlock: the frame-major layout has no cross-attention");
   // diffusers adds the sinusoidal positions to the *normed* hidden states before each attention.
-  Tensor n = norm1(be, x);
-  if (has_pos_embed) n = pos_embed(be, n);
-  Tensor h = attn1(be, n);
+  Tensor n = has_pos_embed ? pos_embed.after_norm(be, norm1, x, frames) : norm1(be, x);
+  Tensor h = attn1(be, n, Tensor(), frames);
   be.add_(h, x);
   if (has_attn2) {
-    n = norm2(be, h);
-    if (has_pos_embed) n = pos_embed(be, n);
+    n = has_pos_embed ? pos_embed.after_norm(be, norm2, h, frames) : norm2(be, h);
     // attn2 is self-attention (double_self_attention) or cross-attention on encoder_hidden_states;
     // diffusers passes encoder_hidden_states, which is None inside the motion modules.
     // With an IP-Adapter call active, the cross-attention is IPAdapterAttnProcessor's; scale 0
     // skips the image branch (text + 0·ip is the text attention bit for bit).
     const IpCall* ip = ip_slot >= 0 ? ip_active() : nullptr;
     Tensor a = ip && ip->scale != 0.f ? ip_adapter_attention(be, attn2, ip_slot, n, encoder_hidden_states, *ip)
-                                      : attn2(be, n, attn2_is_cross ? encoder_hidden_states : Tensor());
+                                      : attn2(be, n, attn2_is_cross ? encoder_hidden_states : Tensor(), frames);
     be.add_(a, h);
     h = a;
   }

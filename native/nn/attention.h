@@ -43,7 +43,9 @@ struct BasicTransformerBlock {
 
   void load(WeightStore& w, Backend& be, const std::string& prefix, const BasicTransformerBlockConfig& cfg);
   // x [N, S, dim]; encoder_hidden_states [N, Sk, cross_attention_dim] for the cross-attention attn2.
-  Tensor operator()(Backend& be, const Tensor& x, const Tensor& encoder_hidden_states = {}) const;
+  // frames > 0: x is the motion modules' frame-major [B·F, HW, dim]; the attentions and positions
+  // run over the F frames of each pixel (TransformerTemporalModel without its permutes).
+  Tensor operator()(Backend& be, const Tensor& x, const Tensor& encoder_hidden_states = {}, int64_t frames = 0) const;
 };
 
 }  // namespace pia::nn

@@ -25,17 +25,24 @@ void Attention::load(WeightStore& w, Backend& be, const std::string& prefix, con
   to_out.load(w, be, prefix + ".to_out.0", inner, out_dim, cfg.out_bias);
 }
 
-Tensor Attention::attend(Backend& be, const Tensor& x, const Tensor& context) const {
+Tensor Attention::attend(Backend& be, const Tensor& x, const Tensor& context, int64_t frames) const {
   Tensor q = to_q(be, x);
   Tensor k = to_k(be, context);
   Tensor v = to_v(be, context);
   AttentionParams p;
   p.heads = heads;
   p.scale = scale;
-  return to_out(be, be.attention(q, k, v, p));
+  return to_out(be, frames > 0 ? be.temporal_attention(q, k, v, frames, p) : be.attention(q, k, v, p));
 }
 
-Tensor Attention::operator()(Backend& be, const Tensor& hidden, const Tensor& encoder_hidden_states) const {
+Tensor Attention::operator()(Backend& be, const Tensor& hidden, const Tensor& encoder_hidden_states,
+                             int64_t frames) const {
+  if (frames > 0) {
+    PIA_CHECK(hidden.dim() == 3 && !encoder_hidden_states.defined() && !has_group_norm && !residual_connection &&
+                  rescale_output_factor == 1.f,
+              "E_INVALID_ARGUMENT", "Attention: the frame-major layout is for plain temporal self-attention");
+    return attend(be, hidden, hidden, frames);
+  }
   const bool image = hidden.dim() == 4;
   Tensor seq;
   if (image) {

@@ -33,9 +33,12 @@ struct Attention {
   void load(WeightStore& w, Backend& be, const std::string& prefix, const AttentionConfig& cfg);
   // hidden [B, S, query_dim] (or [B, C, H, W], flattened to [B, H·W, C] and back as AttnProcessor
   // does); encoder_hidden_states [B, Sk, cross_attention_dim], undefined for self-attention.
-  Tensor operator()(Backend& be, const Tensor& hidden, const Tensor& encoder_hidden_states = {}) const;
+  // frames > 0: hidden is the motion modules' frame-major [B·F, HW, C] and the F frames of every
+  // pixel are the sequence (self-attention only; Backend::temporal_attention, no permutes).
+  Tensor operator()(Backend& be, const Tensor& hidden, const Tensor& encoder_hidden_states = {},
+                    int64_t frames = 0) const;
   // The attention core on already-normed sequences: to_out(attn(to_q(x), to_k(ctx), to_v(ctx))).
-  Tensor attend(Backend& be, const Tensor& x, const Tensor& context) const;
+  Tensor attend(Backend& be, const Tensor& x, const Tensor& context, int64_t frames = 0) const;
 };
 
 }  // namespace pia::nn

@@ -38,16 +38,21 @@ void SinusoidalPositionalEmbedding::load(WeightStore& w, Backend& be, const std:
   pe = be.from_host(host);
 }
 
-Tensor SinusoidalPositionalEmbedding::operator()(Backend& be, const Tensor& x) const {
-  const int64_t seq = x.size(1);
+Tensor SinusoidalPositionalEmbedding::positions(Backend& be, int64_t seq) const {
   if (seq > max_seq_length) {
     throw_error("E_INVALID_ARGUMENT", "sequence of " + std::to_string(seq) +
                                           " frames exceeds the motion modules' max_seq_length " +
                                           std::to_string(max_seq_length));
   }
   Tensor slice = pe.narrow(1, 0, seq);
-  if (!slice.is_contiguous()) slice = be.contiguous(slice);
-  return be.binary(BinaryOp::Add, x, slice);
+  return slice.is_contiguous() ? slice : be.contiguous(slice);
+}
+
+Tensor SinusoidalPositionalEmbedding::after_norm(Backend& be, const LayerNorm& norm, const Tensor& x,
+                                                 int64_t frames) const {
+  const int64_t seq = frames > 0 ? frames : x.size(1);
+  return be.layer_norm_add(x, norm.weight, norm.bias, norm.eps, positions(be, seq).reshape({seq, x.size(2)}),
+                           frames > 0 ? x.size(1) : 1);
 }
 
 }  // namespace pia::nn

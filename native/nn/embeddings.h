@@ -33,7 +33,12 @@ struct SinusoidalPositionalEmbedding {
   Tensor pe;  // [1, max_seq_length, D]
   int64_t max_seq_length = 0;
   void load(WeightStore& w, Backend& be, const std::string& prefix, int64_t embed_dim, int64_t max_len);
-  Tensor operator()(Backend& be, const Tensor& x) const;
+  // norm(x) + the positions in one pass (Backend::layer_norm_add). x [N, S, D]: position s goes to
+  // row s of every sequence; with frames > 0, x is the motion modules' frame-major [B·F, HW, D]
+  // (frames = F) and frame f's position goes to every pixel of it.
+  Tensor after_norm(Backend& be, const LayerNorm& norm, const Tensor& x, int64_t frames = 0) const;
+  // pe[0, :seq] ([1, seq, D]).
+  Tensor positions(Backend& be, int64_t seq) const;
 };
 
 }  // namespace pia::nn

@@ -65,6 +65,10 @@ struct GroupNorm {
   Tensor operator()(Backend& be, const Tensor& x, Activation act = Activation::None) const {
     return be.group_norm(x, groups, weight, bias, eps, act);
   }
+  // x [B·frames, C, *] normalised as the (B, C, frames, *) video it is (Backend::group_norm_frames).
+  Tensor frames(Backend& be, const Tensor& x, int64_t num_frames) const {
+    return be.group_norm_frames(x, num_frames, groups, weight, bias, eps);
+  }
 };
 
 struct LayerNorm {

@@ -26,17 +26,18 @@ Tensor TransformerTemporalModel::operator()(Backend& be, const Tensor& x, int64_
   const int64_t BF = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
   PIA_CHECK(num_frames > 0 && BF % num_frames == 0, "E_INVALID_ARGUMENT",
             "TransformerTemporalModel: batch·frames is not a multiple of num_frames");
-  const int64_t B = BF / num_frames, F = num_frames;
-  // (B·F, C, H, W) -> (B, C, F, H, W) for the GroupNorm.
-  Tensor v = be.contiguous(x.reshape({B, F, C, H, W}).permute({0, 2, 1, 3, 4}));
-  v = norm(be, v);
-  // -> (B, H, W, F, C) -> (B·H·W, F, C): the frames of each pixel are one sequence.
-  Tensor h = be.contiguous(v.permute({0, 3, 4, 2, 1})).reshape({B * H * W, F, C});
+  const int64_t F = num_frames, HW = H * W;
+  // diffusers permutes to (B, C, F, H, W) for the GroupNorm and on to (B·H·W, F, C) so that each
+  // pixel's frames form a sequence. Here the activations stay frame-major: the GroupNorm pools the
+  // frames in place, one transpose makes tokens [B·F, HW, C], and the attentions read each
+  // pixel's frames through strides (Backend::temporal_attention). Same math, two copies fewer.
+  Tensor v = norm.frames(be, x, F);
+  Tensor h = be.contiguous(v.reshape({BF, C, HW}).permute({0, 2, 1}));
   h = proj_in(be, h);
-  for (const auto& blk : transformer_blocks) h = blk(be, h);
+  for (const auto& blk : transformer_blocks) h = blk(be, h, Tensor(), F);
   h = proj_out(be, h);
-  // (B, H, W, F, C) -> (B, F, C, H, W) -> (B·F, C, H, W), + residual.
-  Tensor out = be.contiguous(h.reshape({B, H, W, F, C}).permute({0, 3, 4, 1, 2})).reshape({BF, C, H, W});
+  // [B·F, HW, C] -> (B·F, C, H, W), + residual.
+  Tensor out = be.contiguous(h.permute({0, 2, 1})).reshape({BF, C, H, W});
   be.add_(out, x);
   return out;
 }

@@ -62,8 +62,20 @@ class Backend {
   // per-channel affine; `act` fused after (GroupNorm+SiLU in ResnetBlock2D).
   virtual Tensor group_norm(const Tensor& x, int groups, const Tensor& gamma, const Tensor& beta, float eps,
                             Activation act = Activation::None) = 0;
+  // GroupNorm of x [N·frames, C, *] as torch computes it on the (N, C, frames, *) permutation: the
+  // statistics of sample n pool its `frames` consecutive entries (TransformerTemporalModel's norm
+  // on the (B·F, C, H, W) activations, without the permute copies); y keeps x's layout. The
+  // default permutes, calls group_norm and permutes back (native/ops/backend_defaults.cpp).
+  virtual Tensor group_norm_frames(const Tensor& x, int64_t frames, int groups, const Tensor& gamma,
+                                   const Tensor& beta, float eps);
   // torch.nn.LayerNorm over the last dim.
   virtual Tensor layer_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps) = 0;
+  // layer_norm(x) + a row of `add` [P, D]: row r of x (as [R, D]) gets add[(r / add_div) % P]. The
+  // motion modules' norm1/norm2 followed by their sinusoidal positions in one pass (P frames;
+  // add_div 1 for [N, F, D] sequences, HW for the frame-major [B·F, HW, D]). The default runs
+  // layer_norm and a broadcast add (native/ops/backend_defaults.cpp).
+  virtual Tensor layer_norm_add(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps, const Tensor& add,
+                                int64_t add_div);
 
   // --- attention ----------------------------------------------------------------------------------
   // softmax(scale · q kᵀ) v per head: q [B, Sq, H·D], k [B, Sk, H·D], v [B, Sk, H·Dv] -> [B, Sq, H·Dv].
@@ -73,7 +85,7 @@ class Backend {
   // Attention over frames (the motion modules' TransformerTemporalModel): q [B·F, HW, H·D],
   // k [B·F, HW, H·D], v [B·F, HW, H·Dv] in the frame-major layout of the spatial blocks; the F
   // frames of every (b, pixel) form one sequence -> [B·F, HW, H·Dv]. Exactly: permute to
-  // [B·HW, F, ·], attention(), permute back (the default, native/cpu/temporal_attention.cpp);
+  // [B·HW, F, ·], attention(), permute back (the default, native/ops/backend_defaults.cpp);
   // a backend may instead read the strided layout in place.
   virtual Tensor temporal_attention(const Tensor& q, const Tensor& k, const Tensor& v, int64_t frames,
                                     const AttentionParams& p);

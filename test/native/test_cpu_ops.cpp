@@ -265,6 +265,58 @@ PIA_TEST(cpu_group_norm) {
   }
 }
 
+// The in-place GroupNorm of the motion modules equals the permute/GroupNorm/permute composition
+// (Backend's default) on the (N, C, F, S) video.
+PIA_TEST(cpu_group_norm_frames) {
+  struct C { Shape s; int64_t frames; int groups; float mean; };
+  const C cases[] = {{{6, 64, 5, 7}, 3, 32, 0.f}, {{16, 32, 4, 4}, 16, 8, 20.f}, {{2, 8, 3}, 1, 2, 0.f},
+                     {{4, 320, 2, 2}, 2, 32, 1.f}};
+  for (const C& c : cases) {
+    Tensor x = randn(c.s, 1.f, c.mean), g = randn({c.s[1]}), b = randn({c.s[1]});
+    const Tensor got = be().group_norm_frames(x, c.frames, c.groups, g, b, 1e-6f);
+    const Tensor want = be().Backend::group_norm_frames(x, c.frames, c.groups, g, b, 1e-6f);
+    EXPECT(got.shape() == c.s && want.shape() == c.s);
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      worst = std::max(worst, double(std::fabs(got.data<float>()[i] - want.data<float>()[i])));
+      scale = std::max(scale, double(std::fabs(want.data<float>()[i])));
+    }
+    // Pooling per-frame double moments vs one pass over the copy: float rounding of the statistics only.
+    if (!(worst <= 1e-5 * std::max(1.0, scale))) {
+      pia::test::fail("group_norm_frames " + shape_str(c.s) + " F" + std::to_string(c.frames) + ": max diff " +
+                      std::to_string(worst));
+    }
+  }
+  bool threw = false;
+  try {
+    be().group_norm_frames(randn({5, 8, 2}), 2, 4, Tensor(), Tensor(), 1e-6f);
+  } catch (const PiaException& e) {
+    threw = e.code() == "E_INVALID_ARGUMENT";
+  }
+  EXPECT(threw);
+}
+
+// The fused norm + positions equals layer_norm followed by the broadcast add, bit for bit (the
+// same two float roundings), for both layouts the motion modules use.
+PIA_TEST(cpu_layer_norm_add) {
+  struct C { Shape s; int64_t P, div; };
+  for (const C& c : {C{{6, 16, 40}, 16, 1}, C{{2 * 5, 7, 24}, 5, 7}, C{{3, 1, 8}, 1, 1}}) {
+    const int64_t D = c.s.back();
+    Tensor x = randn(c.s, 1.f, 2.f), g = randn({D}), b = randn({D}), add = randn({c.P, D});
+    const Tensor got = be().layer_norm_add(x, g, b, 1e-5f, add, c.div);
+    const Tensor want = be().Backend::layer_norm_add(x, g, b, 1e-5f, add, c.div);
+    EXPECT(got.shape() == c.s && want.shape() == c.s);
+    EXPECT(std::memcmp(got.raw(), want.raw(), size_t(got.numel()) * sizeof(float)) == 0);
+  }
+  bool threw = false;
+  try {
+    be().layer_norm_add(randn({4, 3, 8}), Tensor(), Tensor(), 1e-5f, randn({5, 8}), 1);
+  } catch (const PiaException& e) {
+    threw = e.code() == "E_INVALID_ARGUMENT";
+  }
+  EXPECT(threw);
+}
+
 PIA_TEST(cpu_layer_norm) {
   for (Shape s : {Shape{1, 1}, Shape{2, 77, 768}, Shape{3, 5, 13}, Shape{4096, 320}}) {
     const int64_t D = s.back();
