@@ -15,8 +15,8 @@
 //                  identity of mma_layout.cuh), V's B fragments from the transposed tile.
 // Shared memory is static and at most 27 KB (Shape::kSmemElems: Q is staged through the K/V
 // space), under the 48 KB that needs no cudaFuncSetAttribute opt-in on any architecture; the
-// registers (~95..170 a thread, no spills for sm_80/sm_90) rather than shared memory bound
-// occupancy.
+// registers (95..175 a thread per ptxas; only sm_90's 160-wide four-warp tile spills, one word,
+// where ptxas holds it at 168 for three CTAs an SM) rather than shared memory bound occupancy.
 // Scores are kept in the log2 domain (scale · log2 e folded into one multiply, exp2f after) —
 // mathematically the same softmax.
 //
