@@ -10,6 +10,9 @@
 #   (the tests run the CUDA-graph suite, step_graphs, and the UNet parity again with PIA_CUDA_GRAPHS=1;
 #    the benchmark times the UNet step with graphs off and on)
 #   PIA_DIFFUSERS_SRC=/path/diffusers/src  # then bench/torch_unet_motion.py times diffusers' UNetMotionModel too
+# It reruns parts of the suite under the CUDA library's switches, each commented where used
+# (PIA_DISABLE_CUBLASLT, PIA_CUDA_SIMPLE_GEMM, PIA_CUDA_IM2COL_BUDGET, PIA_DISABLE_CUDNN), among
+# them PIA_CUDA_SIMPLE_ATTENTION=1: f16/bf16 attention on the FMA kernel instead of the tensor-core one.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${PIA_GPU_BUILD:-build-gpu}
@@ -58,6 +61,10 @@ PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 
 PIA_DISABLE_CUDNN=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
+# The attention cases again on the FMA kernel (f16/bf16 ran on the tensor-core kernel above).
+PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_tests" cuda_attention 2>&1 | tee -a "$LOGS/tests.txt"
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
 # Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
 # its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.
 if [ -f carry/node.xz ]; then
@@ -75,6 +82,9 @@ fi
 
 if [ "$what" != "tests" ]; then
   "$BUILD/bin/pia_native_bench" cuda 2>&1 | tee "$LOGS/bench.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # The same attention shapes on the FMA kernel, for the tensor-core kernel's speed-up.
+  PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_bench" bench_cuda_attention 2>&1 | tee -a "$LOGS/bench.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
   # Our own GEMM kernels' rates (what machines without cuBLASLt get): cp.async, then the simple one.
   PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_bench" bench_cuda_gemm_peak 2>&1 | tee -a "$LOGS/bench.txt"

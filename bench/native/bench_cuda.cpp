@@ -264,6 +264,67 @@ PIA_BENCH(bench_cuda_gemm_peak) {
   }
 }
 
+// Attention alone at SD-1.5 512×512, 16 frames, CFG (32 images, 8 heads): the three self-attention
+// levels, cross-attention over 77 text tokens, and the motion modules' temporal attention (frames
+// as the sequence, read in place). FLOPs: 4·Sq·Sk·D per (sequence, head) — Q·Kᵀ and P·V.
+// f16/bf16 run the tensor-core kernel; with PIA_CUDA_SIMPLE_ATTENTION=1 (read once per process,
+// so scripts/gpu-run.sh runs this case a second time with it) the FMA kernel, for the ratio.
+PIA_BENCH(bench_cuda_attention) {
+  if (skip("bench_cuda_attention")) return;
+  const char* env = std::getenv("PIA_CUDA_SIMPLE_ATTENTION");
+  const bool simple = env && *env && std::strcmp(env, "0") != 0;
+  struct Shape {
+    const char* what;
+    int64_t B, Sq, Sk, H, D;
+    int64_t frames;  // > 0: temporal_attention, B·frames images of Sq pixels
+  };
+  const Shape shapes[] = {
+      {"self-attn 64x64 (4096 tokens, D40)", 32, 4096, 4096, 8, 40, 0},
+      {"self-attn 32x32 (1024 tokens, D80)", 32, 1024, 1024, 8, 80, 0},
+      {"self-attn 16x16 (256 tokens, D160)", 32, 256, 256, 8, 160, 0},
+      {"cross-attn 64x64 x 77 text tokens (D40)", 32, 4096, 77, 8, 40, 0},
+      {"temporal 16 frames x 64x64 pixels (D40)", 2, 4096, 16, 8, 40, 16},
+      {"temporal 16 frames x 32x32 pixels (D80)", 2, 1024, 16, 8, 80, 16},
+  };
+  for (DType dt : {DType::F16, DType::BF16}) {
+    auto be = make_cuda_backend(0, dt);
+    for (const Shape& sh : shapes) {
+      const int64_t C = sh.H * sh.D;
+      Tensor q, k, v;
+      double flops;
+      if (sh.frames > 0) {
+        q = be->from_host(sd15::uniform({sh.B * sh.frames, sh.Sq, C}, 1.f, 11));
+        k = be->from_host(sd15::uniform({sh.B * sh.frames, sh.Sq, C}, 1.f, 12));
+        v = be->from_host(sd15::uniform({sh.B * sh.frames, sh.Sq, C}, 1.f, 13));
+        flops = 4.0 * double(sh.B * sh.Sq * sh.H) * double(sh.frames) * double(sh.frames) * double(sh.D);
+      } else {
+        q = be->from_host(sd15::uniform({sh.B, sh.Sq, C}, 1.f, 11));
+        k = be->from_host(sd15::uniform({sh.B, sh.Sk, C}, 1.f, 12));
+        v = be->from_host(sd15::uniform({sh.B, sh.Sk, C}, 1.f, 13));
+        flops = 4.0 * double(sh.B * sh.H) * double(sh.Sq) * double(sh.Sk) * double(sh.D);
+      }
+      AttentionParams p;
+      p.heads = int(sh.H);
+      p.scale = float(1.0 / std::sqrt(double(sh.D)));
+      auto call = [&] {
+        if (sh.frames > 0) return be->temporal_attention(q, k, v, sh.frames, p);
+        return be->attention(q, k, v, p);
+      };
+      call();  // warm-up (allocator, first launch)
+      cuda_synchronize(0);
+      cuda_timer_start(0);
+      call();
+      const double once = cuda_timer_stop(0);
+      const int reps = int(std::max(1.0, std::min(20.0, 0.25 / std::max(once, 1e-6))));
+      cuda_timer_start(0);
+      for (int i = 0; i < reps; ++i) call();
+      const double s = cuda_timer_stop(0) / reps;
+      std::printf("  attention %-42s %-4s %-11s %9.3f ms %7.1f TFLOP/s\n", sh.what, dtype_name(dt),
+                  simple ? "simple" : "tensor-core", s * 1e3, flops / s * 1e-12);
+    }
+  }
+}
+
 PIA_BENCH(bench_cuda_sd15_pia_job) {
   if (skip("bench_cuda_sd15_pia_job")) return;
   const DType dt = bench_dtype();

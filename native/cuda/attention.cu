@@ -7,8 +7,12 @@
 // (outer, inner, seq) strides, so attention over the F frames of every pixel reads the
 // [B, F, HW, C] activations in place (see PiaAttentionArgs).
 //
-// f16/bf16 inputs are widened to f32 in shared memory; everything is computed in f32.
+// f16/bf16 inputs are widened to f32 in shared memory; everything is computed in f32. f16/bf16
+// with head dims up to 160 go to the tensor-core kernel (attention_tc.cu) instead, unless
+// PIA_CUDA_SIMPLE_ATTENTION=1: this kernel is the reference the GPU suite compares it with.
 #include <cfloat>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "kernels.cuh"
@@ -154,6 +158,15 @@ int launch(int dtype, const AttnP& p, int64_t batch_heads) {
   return check_launch("attention kernel");
 }
 
+// PIA_CUDA_SIMPLE_ATTENTION=1 (read once) keeps f16/bf16 on the FMA kernel.
+bool simple_attention_forced() {
+  static const bool forced = [] {
+    const char* s = std::getenv("PIA_CUDA_SIMPLE_ATTENTION");
+    return s && *s && std::strcmp(s, "0") != 0;
+  }();
+  return forced;
+}
+
 }  // namespace
 
 int attention(int device, const PiaAttentionArgs* a) {
@@ -166,6 +179,7 @@ int attention(int device, const PiaAttentionArgs* a) {
     return PIA_CUDA_ERR_ARG;
   }
   if (a->batch == 0 || a->Sq == 0) return PIA_CUDA_OK;
+  if (!simple_attention_forced() && attention_tc_supported(a)) return attention_tc(a);
   AttnP p{};
   p.q = a->q;
   p.k = a->k;

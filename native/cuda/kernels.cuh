@@ -44,8 +44,13 @@ int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t
 int layer_norm(int device, int dtype, const void* x, void* y, int64_t rows, int64_t D, const void* gamma,
                const void* beta, float eps, const void* add, int64_t add_div, int64_t add_period);
 
-// attention.cu
+// attention.cu (dispatch; the FMA kernel for f32, head dims above 160 and older GPUs)
 int attention(int device, const PiaAttentionArgs* a);
+
+// attention_tc.cu: the tensor-core kernel, for f16/bf16 with D, Dv <= 160 on sm_80+ (the current
+// device). attention_tc assumes attention_tc_supported and arguments attention() has checked.
+bool attention_tc_supported(const PiaAttentionArgs* a);
+int attention_tc(const PiaAttentionArgs* a);
 
 // elementwise.cu
 int binary(int device, int dtype, int op, const PiaStridedShape* shape, const void* a, const int64_t* a_strides,

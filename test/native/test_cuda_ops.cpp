@@ -10,6 +10,7 @@
 // rounding of its inputs. Run: pia_native_tests cuda
 #include <cmath>
 #include <cstdio>
+#include <array>
 #include <functional>
 #include <random>
 #include <string>
@@ -319,6 +320,93 @@ std::vector<OpCase> op_cases() {
   return cs;
 }
 
+// The tensor-core attention kernel (attention_tc.cu: f16/bf16, head dims <= 160) over the shapes
+// that stress its bookkeeping: head dims that are and are not multiples of 16 (zero-padded to the
+// next one) and of 8 (element-wise instead of 16-byte row loads), D != Dv, query and key counts
+// around its 64-row and 64/32-key tiles (1, 7, 16, 77, 130, 1024), causal masks, several batches
+// and heads, the temporal layout read in place, and scores of ±30 where the running max moves from
+// tile to tile.
+//
+// Thresholds: the mode's op thresholds. Against the f32 CPU reference (fed the same rounded
+// inputs) the kernel adds two roundings: of the output (nmse ≈ u²/3) and of P before P·V. The
+// latter changes O_d by Σ_j w_j δ_j (v_jd − O_d) with |δ_j| ≤ u, the normalised weights w summing
+// to 1 (l sums the rounded P), so its mean square is ≈ u²/3 · Σ w_j² (v_jd − O_d)², while the
+// reference's O_d² is ≈ Σ w_j² v_jd² for random v: another ≈ u²/3. Together ≈ 2u²/3: 1.6e-7 for
+// f16 (u = 2⁻¹¹) under its 1e-6, 1.0e-5 for bf16 (u = 2⁻⁸) under its 5e-5. Q·Kᵀ itself is exact
+// products summed in f32, like the CPU's. (A numpy replay of the kernel's arithmetic, tiles and
+// roundings included, gave 2e-8..8e-8 for f16 and 9e-7..5e-6 for bf16 on shapes of this list.)
+std::vector<OpCase> attention_tc_cases() {
+  std::vector<OpCase> cs;
+  uint32_t seed = 700;
+  auto r = [&](const Shape& s, float sd = 1.f) { return randn(s, seed++, sd); };
+  auto add = [&](int64_t B, int64_t Sq, int64_t Sk, int64_t H, int64_t D, int64_t Dv, bool causal, float qk_sd = 1.f,
+                 bool growing_keys = false) {
+    const std::string name = "attention_tc B" + std::to_string(B) + " Sq" + std::to_string(Sq) + " Sk" +
+                             std::to_string(Sk) + " H" + std::to_string(H) + " D" + std::to_string(D) + "/" +
+                             std::to_string(Dv) + (causal ? " causal" : "") +
+                             (qk_sd != 1.f ? " scores~" + std::to_string(std::lround(qk_sd * qk_sd)) : "") +
+                             (growing_keys ? " growing" : "");
+    Tensor k = r({B, Sk, H * D}, qk_sd);
+    if (growing_keys) {
+      // Key j scaled by 0.25 + 1.5·j/Sk: later tiles hold larger scores, so the running max rises
+      // and every earlier partial sum and O accumulator is rescaled.
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t j = 0; j < Sk; ++j)
+          for (int64_t c = 0; c < H * D; ++c) k.data<float>()[(b * Sk + j) * H * D + c] *= 0.25f + 1.5f * float(j) / float(Sk);
+    }
+    const float scale = float(1.0 / std::sqrt(double(D)));
+    cs.push_back({name, {r({B, Sq, H * D}, qk_sd), k, r({B, Sk, H * Dv})},
+                  [H, scale, causal](Backend& b, std::vector<Tensor>& i) {
+                    AttentionParams p;
+                    p.heads = int(H);
+                    p.scale = scale;
+                    p.causal = causal;
+                    return b.attention(i[0], i[1], i[2], p);
+                  }});
+  };
+  const std::pair<int64_t, int64_t> seqs[] = {{1, 1},   {1, 77},  {7, 7},      {16, 16},   {77, 77},
+                                              {130, 77}, {77, 130}, {130, 130}, {1024, 77}, {16, 1024}};
+  int n = 0;
+  for (int64_t D : {8, 40, 64, 80, 160}) {
+    for (auto [Sq, Sk] : seqs) {
+      const int64_t B = 1 + n % 3, H = 1 + (n / 3) % 3;
+      add(B, Sq, Sk, H, D, D, n % 2 == 1);
+      ++n;
+    }
+    add(1, 1024, 1024, 2, D, D, false);
+    add(1, 1024, 1024, 1, D, D, true);
+  }
+  // D != Dv, and head dims that are not multiples of 8 (element-wise loads) or 16 (padding).
+  add(2, 77, 130, 3, 8, 16, false);
+  add(2, 130, 77, 2, 64, 24, true);
+  add(1, 77, 77, 2, 160, 40, false);
+  add(1, 130, 7, 2, 16, 160, false);
+  add(3, 33, 17, 3, 12, 12, false);
+  add(2, 70, 70, 2, 5, 5, true);
+  add(1, 100, 100, 1, 100, 100, true);
+  add(1, 77, 77, 4, 136, 136, false);
+  // Scores of about ±30: q and k entries of variance 30 make q·k/sqrt(D) of variance 30².
+  add(2, 130, 130, 2, 64, 64, false, std::sqrt(30.f));
+  add(1, 1024, 1024, 1, 40, 40, false, std::sqrt(30.f), true);
+  add(2, 77, 300, 2, 80, 80, true, std::sqrt(30.f), true);
+  add(1, 64, 1024, 1, 160, 160, false, std::sqrt(30.f), true);
+  // The temporal layout [B·F, HW, C] read in place: frames are the sequence (F = 16, 24), odd HW.
+  for (auto [F, HW, H, D] : {std::array<int64_t, 4>{16, 13, 2, 40}, {24, 37, 1, 8}, {16, 9, 8, 40},
+                             {24, 5, 2, 80}, {16, 7, 1, 160}, {16, 11, 3, 12}}) {
+    const int64_t B = 2;
+    cs.push_back({"attention_tc temporal B2 F" + std::to_string(F) + " HW" + std::to_string(HW) + " H" +
+                      std::to_string(H) + " D" + std::to_string(D),
+                  {r({B * F, HW, H * D}), r({B * F, HW, H * D}), r({B * F, HW, H * D})},
+                  [F, H, D](Backend& b, std::vector<Tensor>& i) {
+                    AttentionParams p;
+                    p.heads = int(H);
+                    p.scale = float(1.0 / std::sqrt(double(D)));
+                    return b.temporal_attention(i[0], i[1], i[2], F, p);
+                  }});
+  }
+  return cs;
+}
+
 // A copy of a weight store with every tensor rounded to `dt` (the CPU reference's weights).
 void rounded_weights(WeightStore& src, WeightStore& dst, DType dt) {
   for (const std::string& k : src.keys()) dst.put(k, rounded(src.get(k), dt));
@@ -423,6 +511,36 @@ PIA_TEST(cuda_ops_vs_cpu) {
     }
   }
   if (failures) pia::test::fail(std::to_string(failures) + " op case(s) failed, first: " + first);
+}
+
+// f16 and bf16 only: f32 (and PIA_CUDA_SIMPLE_ATTENTION=1, see scripts/gpu-run.sh) runs the FMA kernel.
+PIA_TEST(cuda_attention_tc_vs_cpu) {
+  if (skip("cuda_attention_tc_vs_cpu")) return;
+  auto cpu = make_cpu_backend();
+  const std::vector<OpCase> cases = attention_tc_cases();
+  int failures = 0;
+  std::string first;
+  for (const Mode& m : kModes) {
+    if (m.dtype == DType::F32) continue;
+    auto gpu = make_cuda_backend(0, m.dtype);
+    for (const OpCase& c : cases) {
+      const std::string what = std::string(m.name) + " " + c.name;
+      try {
+        const Tensor ref = run_case(*cpu, c, m.dtype);
+        const Tensor got = run_case(*gpu, c, m.dtype);
+        check(what, got, ref, m.op_threshold * c.threshold_scale);
+      } catch (const pia::test::Failure& f) {
+        ++failures;
+        if (first.empty()) first = f.message;
+        std::printf("     FAILED %s\n", f.message.c_str());
+      } catch (const PiaException& e) {
+        ++failures;
+        if (first.empty()) first = what + ": " + e.code() + ": " + e.what();
+        std::printf("     FAILED %s: %s: %s\n", what.c_str(), e.code().c_str(), e.what());
+      }
+    }
+  }
+  if (failures) pia::test::fail(std::to_string(failures) + " attention case(s) failed, first: " + first);
 }
 
 PIA_TEST(cuda_out_of_memory_is_a_clear_error) {
