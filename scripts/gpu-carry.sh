@@ -4,7 +4,7 @@
 #   carry/node.xz              this machine's node binary
 #   carry/js/                  lib/ and test/ compiled by tsc (no tsx or esbuild to carry)
 #   carry/node_modules.tar.xz  the runtime packages the pipeline imports (sharp with its libvips)
-#   carry/addon/               the addon and libpia_cuda.so built here (build/Release, CUDA on)
+#   carry/addon.tar.xz         the addon and libpia_cuda.so built here (build/Release, CUDA on, stripped)
 #   carry/fixtures.tar.xz      the tiny-family models and the goldens test/gpu reads
 #   carry/diffusers.tar.xz     with PIA_DIFFUSERS_GIT=<a diffusers git dir> (the search tool's fetch gives
 #                              one): its src/diffusers, for bench/torch_unet_motion.py (never committed)
@@ -20,13 +20,17 @@ LIMIT=$((64 * 1024 * 1024))
   exit 2
 }
 rm -rf carry
-mkdir -p carry/addon
+mkdir -p carry
 xz -T0 -9 -c "$(command -v node)" > carry/node.xz
 npx tsc -p tsconfig.json --outDir carry/js --sourceMap false --declaration false
 # Only the library and what test/gpu imports travel.
 rm -rf carry/js/bench carry/js/scripts carry/js/test/unit carry/js/test/parity carry/js/test/e2e
-cp build/Release/pia_addon.node build/Release/libpia_cuda.so carry/addon/
-strip --strip-unneeded carry/addon/* 2>/dev/null || true
+addon=$(mktemp -d)
+cp build/Release/pia_addon.node build/Release/libpia_cuda.so "$addon/"
+strip --strip-unneeded "$addon"/* 2>/dev/null || true
+# Compressed: the kernels of two architectures are most of libpia_cuda.so, and xz takes ~3/4 off.
+tar cf - -C "$addon" pia_addon.node libpia_cuda.so | xz -T0 -9 > carry/addon.tar.xz
+rm -rf "$addon"
 
 # sharp, gifenc and what they require at run time, as installed here (dependencies and the optional
 # ones present on disk, e.g. sharp's @img/sharp-linux-x64 and its libvips).

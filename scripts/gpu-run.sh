@@ -73,7 +73,8 @@ if [ -f carry/node.xz ]; then
   mkdir -p "$nd/fixtures" && tar xJf carry/fixtures.tar.xz -C "$nd/fixtures"
   ln -s "$PWD/assets/clip-tokenizer" "$nd/fixtures/models/tiny/tokenizer"
   [ -d carry/js/node_modules ] || { mkdir -p carry/js/node_modules && tar xJf carry/node_modules.tar.xz -C carry/js/node_modules; }
-  PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$PWD/carry/addon/pia_addon.node" \
+  mkdir -p "$nd/addon" && tar xJf carry/addon.tar.xz -C "$nd/addon"
+  PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$nd/addon/pia_addon.node" \
     "$nd/node" --test --test-reporter=spec carry/js/test/gpu/*.test.js 2>&1 | tee "$LOGS/node-gpu.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 else
