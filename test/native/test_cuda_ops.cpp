@@ -485,13 +485,14 @@ PIA_TEST(cuda_backend_selection) {
   EXPECT(bad_name);
 }
 
-PIA_TEST(cuda_ops_vs_cpu) {
-  if (skip("cuda_ops_vs_cpu")) return;
+// Every case in every mode (f32 too unless half_only), CUDA against the CPU; all failures are
+// listed before the test fails, so one run shows every op that is off.
+static void cases_vs_cpu(const std::vector<OpCase>& cases, bool half_only, const char* kind) {
   auto cpu = make_cpu_backend();
-  const std::vector<OpCase> cases = op_cases();
   int failures = 0;
   std::string first;
   for (const Mode& m : kModes) {
+    if (half_only && m.dtype == DType::F32) continue;
     auto gpu = make_cuda_backend(0, m.dtype);
     for (const OpCase& c : cases) {
       const std::string what = std::string(m.name) + " " + c.name;
@@ -510,37 +511,18 @@ PIA_TEST(cuda_ops_vs_cpu) {
       }
     }
   }
-  if (failures) pia::test::fail(std::to_string(failures) + " op case(s) failed, first: " + first);
+  if (failures) pia::test::fail(std::to_string(failures) + " " + kind + " case(s) failed, first: " + first);
+}
+
+PIA_TEST(cuda_ops_vs_cpu) {
+  if (skip("cuda_ops_vs_cpu")) return;
+  cases_vs_cpu(op_cases(), false, "op");
 }
 
 // f16 and bf16 only: f32 (and PIA_CUDA_SIMPLE_ATTENTION=1, see scripts/gpu-run.sh) runs the FMA kernel.
 PIA_TEST(cuda_attention_tc_vs_cpu) {
   if (skip("cuda_attention_tc_vs_cpu")) return;
-  auto cpu = make_cpu_backend();
-  const std::vector<OpCase> cases = attention_tc_cases();
-  int failures = 0;
-  std::string first;
-  for (const Mode& m : kModes) {
-    if (m.dtype == DType::F32) continue;
-    auto gpu = make_cuda_backend(0, m.dtype);
-    for (const OpCase& c : cases) {
-      const std::string what = std::string(m.name) + " " + c.name;
-      try {
-        const Tensor ref = run_case(*cpu, c, m.dtype);
-        const Tensor got = run_case(*gpu, c, m.dtype);
-        check(what, got, ref, m.op_threshold * c.threshold_scale);
-      } catch (const pia::test::Failure& f) {
-        ++failures;
-        if (first.empty()) first = f.message;
-        std::printf("     FAILED %s\n", f.message.c_str());
-      } catch (const PiaException& e) {
-        ++failures;
-        if (first.empty()) first = what + ": " + e.code() + ": " + e.what();
-        std::printf("     FAILED %s: %s: %s\n", what.c_str(), e.code().c_str(), e.what());
-      }
-    }
-  }
-  if (failures) pia::test::fail(std::to_string(failures) + " attention case(s) failed, first: " + first);
+  cases_vs_cpu(attention_tc_cases(), true, "attention");
 }
 
 PIA_TEST(cuda_out_of_memory_is_a_clear_error) {
