@@ -109,6 +109,15 @@ Tensor run_case(Backend& be, const OpCase& c, DType dt) {
   return be.to_host(c.fn(be, in));
 }
 
+// diffusers' Downsample2D(padding=0): F.pad (0, 1, 0, 1), then the conv at stride 2.
+Conv2dParams downsample_params() {
+  Conv2dParams p;
+  p.stride = 2;
+  p.pad_bottom = 1;
+  p.pad_right = 1;
+  return p;
+}
+
 std::vector<OpCase> op_cases() {
   std::vector<OpCase> cs;
   uint32_t seed = 100;
@@ -141,20 +150,6 @@ std::vector<OpCase> op_cases() {
                 [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], false); }});
   cs.push_back({"matmul trans_b (pipelined) [3,70,48]x[3,260,48]", {r({3, 70, 48}), r({3, 260, 48})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.matmul(i[0], i[1], true); }});
-  // Convolutions the f16/bf16 modes run as column blocks + the cp.async GEMM (C·kh·kw and Ho·Wo
-  // multiples of 8); gpu-run.sh reruns them with a tiny PIA_CUDA_IM2COL_BUDGET for several blocks.
-  cs.push_back({"conv2d 3x3 pad 1 (im2col) [2,16,16,12]->40", {r({2, 16, 16, 12}), r({40, 16, 3, 3}, 0.1f), r({40})},
-                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); }});
-  cs.push_back({"conv2d 3x3 stride 2 pad (0,1,0,1) (im2col) [2,32,16,16]", {r({2, 32, 16, 16}), r({24, 32, 3, 3}, 0.1f), r({24})},
-                [](Backend& b, std::vector<Tensor>& i) {
-                  Conv2dParams p;
-                  p.stride = 2;
-                  p.pad_bottom = 1;
-                  p.pad_right = 1;
-                  return b.conv2d(i[0], i[1], i[2], p);
-                }});
-  cs.push_back({"conv2d 1x1 (pipelined) [2,64,12,12]->136", {r({2, 64, 12, 12}), r({136, 64, 1, 1}, 0.1f), r({136})},
-                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams{}); }});
   cs.push_back({"linear K=1 [5,1]x[7,1]", {r({5, 1}), r({7, 1}), r({7})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.linear(i[0], i[1], i[2]); }});
   cs.push_back({"matmul [5,33,47]x[5,47,29]", {r({5, 33, 47}), r({5, 47, 29})},
@@ -176,12 +171,8 @@ std::vector<OpCase> op_cases() {
                 conv_scale});
   cs.push_back({"conv2d 3x3 stride 2 pad (0,1,0,1) [2,16,20,18]", {r({2, 16, 20, 18}), r({16, 16, 3, 3}, 0.1f), r({16})},
                 [](Backend& b, std::vector<Tensor>& i) {
-                  Conv2dParams p;
-                  p.stride = 2;
-                  p.pad_bottom = 1;
-                  p.pad_right = 1;
-                  return b.conv2d(i[0], i[1], i[2], p);
-                }});  // asymmetric padding: always our kernel
+                  return b.conv2d(i[0], i[1], i[2], downsample_params());  // asymmetric: never cuDNN
+                }});
   cs.push_back({"conv2d 3x3 stride 2 pad 1 [1,8,15,9]", {r({1, 8, 15, 9}), r({12, 8, 3, 3}, 0.1f), r({12})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1, 2)); },
                 conv_scale});
@@ -190,6 +181,19 @@ std::vector<OpCase> op_cases() {
                 conv_scale});
   cs.push_back({"conv2d 1x1 pad 1 [1,5,4,6]->3", {r({1, 5, 4, 6}), r({3, 5, 1, 1}), r({3})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); },
+                conv_scale});
+
+  // Convolutions the f16/bf16 modes run as column blocks + the cp.async GEMM where cuDNN does not
+  // (C·kh·kw and Ho·Wo multiples of 8); gpu-run.sh reruns them with a tiny PIA_CUDA_IM2COL_BUDGET for
+  // several blocks per image, and with PIA_DISABLE_CUDNN=1.
+  cs.push_back({"conv2d 3x3 pad 1 (im2col) [2,16,16,12]->40", {r({2, 16, 16, 12}), r({40, 16, 3, 3}, 0.1f), r({40})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams::same(1)); },
+                conv_scale});
+  cs.push_back({"conv2d 3x3 stride 2 pad (0,1,0,1) (im2col) [2,32,16,16]",
+                {r({2, 32, 16, 16}), r({24, 32, 3, 3}, 0.1f), r({24})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], downsample_params()); }});
+  cs.push_back({"conv2d 1x1 (pipelined) [2,64,12,12]->136", {r({2, 64, 12, 12}), r({136, 64, 1, 1}, 0.1f), r({136})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.conv2d(i[0], i[1], i[2], Conv2dParams{}); },
                 conv_scale});
 
   // --- normalisation ---------------------------------------------------------------------------
@@ -656,14 +660,6 @@ struct ConvCase {
   int act;  // pia::Activation code
 };
 
-Conv2dParams downsample_pad() {  // diffusers' Downsample2D(padding=0): F.pad (0, 1, 0, 1), stride 2
-  Conv2dParams p;
-  p.stride = 2;
-  p.pad_bottom = 1;
-  p.pad_right = 1;
-  return p;
-}
-
 // SD-1.5's kinds of convolution at small sizes, plus odd shapes, each activation and batch > 1.
 std::vector<ConvCase> conv_cases() {
   std::vector<ConvCase> cs = {
@@ -673,7 +669,7 @@ std::vector<ConvCase> conv_cases() {
       {"PIA conv_in 9->320 [3,9,12,12]", {3, 9, 12, 12}, 320, 3, Conv2dParams::same(1), true, 0},
       {"Downsample2D 3x3 stride 2 pad 1 [2,64,16,16]", {2, 64, 16, 16}, 64, 3, Conv2dParams::same(1, 2), true, 0},
       {"3x3 stride 2 pad 1 odd [1,8,15,9]->12", {1, 8, 15, 9}, 12, 3, Conv2dParams::same(1, 2), true, 0},
-      {"VAE Downsample2D stride 2 pad (0,1,0,1) [2,16,20,18] (ours)", {2, 16, 20, 18}, 16, 3, downsample_pad(), true,
+      {"VAE Downsample2D stride 2 pad (0,1,0,1) [2,16,20,18] (ours)", {2, 16, 20, 18}, 16, 3, downsample_params(), true,
        0},
       {"1x1 [3,40,9,11]->24 no bias", {3, 40, 9, 11}, 24, 1, Conv2dParams{}, false, 0},
       {"conv_shortcut 1x1 [2,640,8,8]->320", {2, 640, 8, 8}, 320, 1, Conv2dParams{}, true, 0},
