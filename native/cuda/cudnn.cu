@@ -528,6 +528,14 @@ bool cudnn_conv2d(int device, const PiaConv2dArgs& a, int* rc) {
   }
   const int r = run_cudnn(d, p, a, ws, &s);
   scratch_free(device, ws);
+  if (s != 0 && capturing_here(device)) {
+    // As cublaslt.cu does: our kernel here would record another kernel than the eager run used,
+    // and the shape would leave cuDNN for good over a failure the capture itself may have caused.
+    // The capture fails instead; the step then runs eagerly, still on cuDNN.
+    set_error("cudnnConvolutionForward failed during CUDA graph capture: %s", status_text(s));
+    *rc = PIA_CUDA_ERR;
+    return true;
+  }
   if (s != 0) {
     record_failure(a, "cudnnConvolutionForward", s);
     p.usable = false;
