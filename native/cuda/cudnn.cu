@@ -491,19 +491,35 @@ bool cudnn_conv2d(int device, const PiaConv2dArgs& a, int* rc) {
       scratch_free(device, ws);
       return false;
     }
-    // Our kernel runs last, so y holds its (equally valid) result whichever wins.
     int own_rc = PIA_CUDA_OK;
     const float t_ours = time_ms(d, [&] { return own_rc = conv2d_implicit_gemm(a); });
-    scratch_free(device, ws);
     if (own_rc != PIA_CUDA_OK) {
+      scratch_free(device, ws);
       *rc = own_rc;
       return true;
     }
-    if (t_cudnn < 0 || t_ours < 0) {  // an event failed: nothing decided, the result in y stands
+    if (t_cudnn < 0 || t_ours < 0) {  // an event failed: nothing decided, our result in y stands
+      scratch_free(device, ws);
       *rc = check(cudaGetLastError(), "conv2d timing");
       return true;
     }
     p.choice = t_cudnn < t_ours ? Choice::kCudnn : Choice::kOurs;
+    // y holds our kernel's result (it ran last). When cuDNN won, every later call of this shape
+    // returns cuDNN's rounding, so this one must too: a step's first (warm-up) run would otherwise
+    // differ bitwise from its replays and from the same step run again eagerly.
+    if (p.choice == Choice::kCudnn) {
+      if (const int r = run_cudnn(d, p, a, ws, &s); r != PIA_CUDA_OK) {
+        scratch_free(device, ws);
+        if (s == 0) {  // the epilogue's launch failed
+          *rc = r;
+          return true;
+        }
+        record_failure(a, "cudnnConvolutionForward", s);
+        p.usable = false;
+        return false;  // y is garbage now: conv2d reruns our kernel
+      }
+    }
+    scratch_free(device, ws);
     g_timed.fetch_add(1, std::memory_order_relaxed);
     if (p.choice == Choice::kCudnn) g_cudnn_won.fetch_add(1, std::memory_order_relaxed);
     (p.choice == Choice::kCudnn ? g_cudnn_calls : g_own_calls).fetch_add(1, std::memory_order_relaxed);
@@ -512,6 +528,14 @@ bool cudnn_conv2d(int device, const PiaConv2dArgs& a, int* rc) {
   }
   const int r = run_cudnn(d, p, a, ws, &s);
   scratch_free(device, ws);
+  if (s != 0 && capturing_here(device)) {
+    // As cublaslt.cu does: our kernel here would record another kernel than the eager run used,
+    // and the shape would leave cuDNN for good over a failure the capture itself may have caused.
+    // The capture fails instead; the step then runs eagerly, still on cuDNN.
+    set_error("cudnnConvolutionForward failed during CUDA graph capture: %s", status_text(s));
+    *rc = PIA_CUDA_ERR;
+    return true;
+  }
   if (s != 0) {
     record_failure(a, "cudnnConvolutionForward", s);
     p.usable = false;

@@ -444,7 +444,9 @@ int capture_end(int device, void** graph) {
   if (e != cudaSuccess || !g) {
     rc = check(e != cudaSuccess ? e : cudaErrorStreamCaptureInvalidated, "cudaStreamEndCapture");
   } else {
-    rc = check(cudaGraphInstantiate(&exec, g, 0), "cudaGraphInstantiate");
+    // WithFlags: the same call from CUDA 11.4 to 13, where plain cudaGraphInstantiate took five
+    // arguments before CUDA 12 (and 11.8 is the oldest toolkit that builds for sm_90).
+    rc = check(cudaGraphInstantiateWithFlags(&exec, g, 0), "cudaGraphInstantiateWithFlags");
   }
   if (g) cudaGraphDestroy(g);  // the executable graph does not need it
   cudaGetLastError();          // capture errors are not sticky; the next op must not see them
