@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PIA_CUDA_ABI_VERSION 4
+#define PIA_CUDA_ABI_VERSION 5
 
 // Return codes of the ops table; the message of the last failure on this thread is last_error().
 #define PIA_CUDA_OK 0
@@ -176,7 +176,7 @@ struct PiaCudaOps {
   // version into info. Non-zero with last_error() when it cannot be used (gemm keeps our kernel).
   int (*use_cublaslt)(const char* path, char* info, size_t infolen);
 
-  // --- appended in ABI 4 -----------------------------------------------------------------------------
+  // --- cuDNN (appended in ABI 4) ----------------------------------------------------------------------
   // Opens cuDNN at `path` (library_search.h) and its sub-libraries from the same folder, checks it
   // with one small convolution, and from then on routes conv2d by set_conv_policy's policy; writes its
   // version ("9.1.0") into info. Non-zero with last_error() when it cannot be used.
@@ -184,7 +184,7 @@ struct PiaCudaOps {
   // PIA_CUDA_CONV_*; returns the previous policy, or -1 for an unknown one (then nothing changes).
   int (*set_conv_policy)(int policy);
   int (*conv_stats)(PiaConvStats* out);
-  // --- CUDA graphs (ABI 4): a whole step recorded once and replayed ---------------------------------
+  // --- CUDA graphs (appended in ABI 5): a whole step recorded once and replayed ----------------------
   // Starts capturing the calling thread's work on the device's stream. Until capture_end or
   // capture_abort nothing runs, this thread's allocations come from a pool private to the graph,
   // and other threads' calls on the device wait. Copies to or from the host, synchronize,
