@@ -147,6 +147,7 @@ PIA_TEST(gemm_pipelined_emulated_vs_reference) {
       {24, 16, 96, 1, true, 1, 4, 8, 16, 8},  // K 32·3, padded rows; QuickGELU
       {40, 24, 40, 3, false, 0, 0, 0, 0, 0, true},  // batch 3 with A broadcast (stride 0)
       {17, 32, 72, 2, true, 2, 1},           // batch 2 with strides, B^T
+      {150, 140, 40, 1, true, 1, 2},         // 2 × 2 tiles, both partial, B^T
   };
   uint32_t seed = 7;
   for (const Case& c : cases) {
