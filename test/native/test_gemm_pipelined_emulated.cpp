@@ -54,7 +54,7 @@ double act_ref(double v, int act) {
   switch (act) {
     case 1: return v / (1 + std::exp(-v));
     case 2: return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
-    case 3: return 0.5 * v * (1 + std::tanh(std::sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+    case 3: return 0.5 * v * (1 + std::tanh(0.79788456080286535588 /* sqrt(2 / pi) */ * (v + 0.044715 * v * v * v)));
     case 4: return v / (1 + std::exp(-1.702 * v));
     default: return v;
   }
