@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "activation.cuh"  // apply_act
 #include "cuda_api.h"
 
 #define PIA_EXPORT __attribute__((visibility("default")))
@@ -63,20 +64,6 @@ template <>
 __device__ __forceinline__ __half from_f<__half>(float x) { return __float2half_rn(x); }
 template <>
 __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) { return __float2bfloat16_rn(x); }
-
-// pia::Activation codes, torch's definitions.
-__device__ __forceinline__ float apply_act(float x, int act) {
-  switch (act) {
-    case 1: return x / (1.f + expf(-x));
-    case 2: return 0.5f * x * (1.f + erff(x * 0.70710678118654752f));
-    case 3: {
-      const float k = 0.79788456080286536f;  // sqrt(2/pi)
-      return 0.5f * x * (1.f + tanhf(k * (x + 0.044715f * x * x * x)));
-    }
-    case 4: return x / (1.f + expf(-1.702f * x));
-    default: return x;
-  }
-}
 
 // Grid-stride launch size for n elements.
 inline unsigned blocks_for(int64_t n, int threads = 256) {

@@ -7,6 +7,9 @@
 // and a multiple of 8 elements long along the copied axis (then a chunk is wholly inside or wholly
 // outside the matrix, and outside chunks are zero-filled by the copy itself). Everything else —
 // and every shape when PIA_CUDA_SIMPLE_GEMM=1 — stays on gemm.cu's kernel.
+//
+// The body is gemm_pipelined_body.cuh, shared with a host emulator
+// (test/native/test_gemm_pipelined_emulated.cpp); this file supplies the hardware.
 #include <mma.h>
 
 #include <cstdlib>
@@ -14,157 +17,79 @@
 #include <type_traits>
 
 #include "common.cuh"
+#include "gemm_pipelined_body.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
 
 namespace {
 
-constexpr int BM = 128, BN = 128, BK = 32, THREADS = 256;
-constexpr int LDA = BK + 8;   // A tile [BM][LDA]; +8 halves staggers the banks, keeps 16-byte rows
-constexpr int LDBT = BK + 8;  // B tile [BN][LDBT] when B is [N, K] (torch.nn.Linear weights)
-constexpr int LDBD = BN + 8;  // B tile [BK][LDBD] when B is [K, N]
-constexpr int kStageA = BM * LDA;
-constexpr int kStageB = (BN * LDBT > BK * LDBD) ? BN * LDBT : BK * LDBD;
+using pia_gemm_pipe::BM;
+using pia_gemm_pipe::BN;
+using pia_gemm_pipe::THREADS;
 
-struct PipeP {
-  int M, N, K;
-  const void* A;
-  int64_t lda, sa;
-  const void* B;
-  int64_t ldb, sb;
-  void* C;
-  int64_t ldc, sc;
-  const void* bias;
-  int bias_per_row, act;
+// The execution context of gemm_pipelined_body.cuh on the GPU: wmma, cp.async and the CTA itself.
+template <typename T, bool TRANS_B>
+struct Gpu {
+  using Elem = T;
+  static constexpr bool kTransB = TRANS_B;
+  using Acc = nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, 16, float>;
+  using FragA = nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, T, nvcuda::wmma::row_major>;
+  using FragB = nvcuda::wmma::fragment<
+      nvcuda::wmma::matrix_b, 16, 16, 16, T,
+      typename std::conditional<TRANS_B, nvcuda::wmma::col_major, nvcuda::wmma::row_major>::type>;
+
+  __device__ __forceinline__ int thread() const { return int(threadIdx.x); }
+  __device__ __forceinline__ int block_x() const { return int(blockIdx.x); }
+  __device__ __forceinline__ int block_y() const { return int(blockIdx.y); }
+  __device__ __forceinline__ int block_z() const { return int(blockIdx.z); }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  __device__ __forceinline__ void syncwarp() const { __syncwarp(); }
+  __device__ __forceinline__ void cp_async16(T* smem, const T* gmem, bool valid) const {
+    const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+    // A source size of 0 writes 16 zero bytes and reads nothing: the tile edges.
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
+  }
+  __device__ __forceinline__ void cp_async_commit() const { asm volatile("cp.async.commit_group;\n" ::); }
+  __device__ __forceinline__ void cp_async_wait_one() const { asm volatile("cp.async.wait_group 1;\n" ::); }
+  __device__ __forceinline__ void fill(Acc& c, float v) const { nvcuda::wmma::fill_fragment(c, v); }
+  __device__ __forceinline__ void load_a(FragA& f, const T* s, int ldm) const {
+    nvcuda::wmma::load_matrix_sync(f, s, ldm);
+  }
+  __device__ __forceinline__ void load_b(FragB& f, const T* s, int ldm) const {
+    nvcuda::wmma::load_matrix_sync(f, s, ldm);
+  }
+  __device__ __forceinline__ void mma(Acc& c, const FragA& a, const FragB& b) const {
+    nvcuda::wmma::mma_sync(c, a, b, c);
+  }
+  __device__ __forceinline__ void store(float* s, const Acc& c, int ldm) const {
+    nvcuda::wmma::store_matrix_sync(s, c, ldm, nvcuda::wmma::mem_row_major);
+  }
+  __device__ __forceinline__ float lds(const float* s) const { return *s; }
+  __device__ __forceinline__ float to_f(T v) const { return pia_cuda::to_f(v); }
+  __device__ __forceinline__ T from_f(float v) const { return pia_cuda::from_f<T>(v); }
 };
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  // A source size of 0 writes 16 zero bytes and reads nothing: the tile edges.
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem), "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-__device__ __forceinline__ void cp_async_wait_one() { asm volatile("cp.async.wait_group 1;\n" ::); }
-
-// Copies the K tile at k0 of both operands into one stage: BM·BK/8 = 512 chunks of A and as many
-// of B, two of each per thread.
-template <typename T, bool TRANS_B>
-__device__ __forceinline__ void load_stage(const PipeP& p, const T* A, const T* B, int m0, int n0, int k0, T* As,
-                                           T* Bs) {
-#pragma unroll
-  for (int t = 0; t < 2; ++t) {
-    const int c = threadIdx.x + t * THREADS;
-    const int r = c / (BK / 8), k8 = (c % (BK / 8)) * 8;
-    const int gm = m0 + r, gk = k0 + k8;
-    const bool ok = gm < p.M && gk < p.K;
-    cp_async16(As + r * LDA + k8, ok ? A + int64_t(gm) * p.lda + gk : A, ok);
-  }
-#pragma unroll
-  for (int t = 0; t < 2; ++t) {
-    const int c = threadIdx.x + t * THREADS;
-    if (TRANS_B) {
-      const int r = c / (BK / 8), k8 = (c % (BK / 8)) * 8;
-      const int gn = n0 + r, gk = k0 + k8;
-      const bool ok = gn < p.N && gk < p.K;
-      cp_async16(Bs + r * LDBT + k8, ok ? B + int64_t(gn) * p.ldb + gk : B, ok);
-    } else {
-      const int r = c / (BN / 8), n8 = (c % (BN / 8)) * 8;
-      const int gk = k0 + r, gn = n0 + n8;
-      const bool ok = gk < p.K && gn < p.N;
-      cp_async16(Bs + r * LDBD + n8, ok ? B + int64_t(gk) * p.ldb + gn : B, ok);
-    }
-  }
-}
+// Two CTAs an SM need at most 128 registers a thread. sm_90's allocation stays under that by
+// itself (asking for two there makes ptxas spill; even an explicit minimum of one raised it to
+// 134..155), while sm_80's bf16 kernel with a dense B takes 138 without the bound (one CTA an SM)
+// and 128 without spills with it.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+#define PIA_GP_BOUNDS __launch_bounds__(THREADS, 2)
+#else
+#define PIA_GP_BOUNDS __launch_bounds__(THREADS)
+#endif
 
 template <typename T, bool TRANS_B>
-__global__ void __launch_bounds__(THREADS) gemm_pipelined_kernel(PipeP p) {
+__global__ void PIA_GP_BOUNDS gemm_pipelined_kernel(pia_gemm_pipe::Params p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  using namespace nvcuda;
-  // Two stages of A and B; after the main loop the same bytes hold each warp's 16×16 f32 staging
-  // tile for the epilogue (8 KB of the 40 KB).
-  __shared__ __align__(128) unsigned char smem[2 * (kStageA + kStageB) * sizeof(T)];
-  // Stage s: A at s·kStageA, B at 2·kStageA + s·kStageB (computed, not a pointer array: an array
-  // indexed by the loop's stage would live in local memory).
-  T* const As0 = reinterpret_cast<T*>(smem);
-  T* const Bs0 = As0 + 2 * kStageA;
-
-  const int z = blockIdx.z;
-  const T* A = static_cast<const T*>(p.A) + z * p.sa;
-  const T* B = static_cast<const T*>(p.B) + z * p.sb;
-  T* C = static_cast<T*>(p.C) + z * p.sc;
-  const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  const int wm = warp / 4, wn = warp % 4;  // 2 × 4 warps, each 64 rows × 32 columns
-
-  using BLayout = typename std::conditional<TRANS_B, wmma::col_major, wmma::row_major>::type;
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
-#pragma unroll
-  for (int i = 0; i < 4; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
-
-  const int ktiles = (p.K + BK - 1) / BK;
-  load_stage<T, TRANS_B>(p, A, B, m0, n0, 0, As0, Bs0);
-  cp_async_commit();
-  for (int kt = 0; kt < ktiles; ++kt) {
-    const int s = kt & 1;
-    // The stage written here was last read in iteration kt − 1, which ended with a barrier.
-    if (kt + 1 < ktiles) {
-      load_stage<T, TRANS_B>(p, A, B, m0, n0, (kt + 1) * BK, As0 + (s ^ 1) * kStageA, Bs0 + (s ^ 1) * kStageB);
-    }
-    cp_async_commit();  // possibly empty: keeps "all but the newest group" meaning "stage s"
-    cp_async_wait_one();
-    __syncthreads();
-    const T* As = As0 + s * kStageA;
-    const T* Bs = Bs0 + s * kStageB;
-#pragma unroll
-    for (int kk = 0; kk < BK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, T, wmma::row_major> a[4];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, T, BLayout> b[2];
-#pragma unroll
-      for (int i = 0; i < 4; ++i) wmma::load_matrix_sync(a[i], As + (wm * 64 + i * 16) * LDA + kk, LDA);
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        if (TRANS_B) {
-          wmma::load_matrix_sync(b[j], Bs + (wn * 32 + j * 16) * LDBT + kk, LDBT);
-        } else {
-          wmma::load_matrix_sync(b[j], Bs + kk * LDBD + wn * 32 + j * 16, LDBD);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < 4; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
-    }
-    __syncthreads();
-  }
-
-  float* stage = reinterpret_cast<float*>(smem) + warp * 256;
-  const T* bias = static_cast<const T*>(p.bias);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      wmma::store_matrix_sync(stage, acc[i][j], 16, wmma::mem_row_major);
-      __syncwarp();
-      for (int e = lane; e < 256; e += 32) {
-        const int gm = m0 + wm * 64 + i * 16 + e / 16, gn = n0 + wn * 32 + j * 16 + e % 16;
-        if (gm < p.M && gn < p.N) {
-          float v = stage[e];
-          if (bias) v += to_f(bias[p.bias_per_row ? gm : gn]);
-          C[int64_t(gm) * p.ldc + gn] = from_f<T>(apply_act(v, p.act));
-        }
-      }
-      __syncwarp();  // the staging tile is rewritten by the next fragment
-    }
-  }
+  __shared__ __align__(128) unsigned char smem[pia_gemm_pipe::kSmemBytes];
+  Gpu<T, TRANS_B> gpu;
+  pia_gemm_pipe::gemm_cta(gpu, p, smem);
 #else
   __trap();  // built only for sm_80 and newer (CMAKE_CUDA_ARCHITECTURES)
 #endif
 }
-
-bool aligned16(const void* ptr) { return (reinterpret_cast<uintptr_t>(ptr) & 15u) == 0; }
 
 bool simple_gemm_forced() {
   static const bool forced = [] {
@@ -179,31 +104,11 @@ bool simple_gemm_forced() {
 bool gemm_pipelined_fits(const PiaGemmArgs& a) {
   if (a.dtype != 1 && a.dtype != 2) return false;
   if (simple_gemm_forced()) return false;
-  // The copied axis of every operand is K for A and for a transposed B, N for a dense B.
-  const int64_t b_axis = a.trans_b ? a.K : a.N;
-  const bool rows_ok = a.K % 8 == 0 && a.lda % 8 == 0 && b_axis % 8 == 0 && a.ldb % 8 == 0 &&
-                       a.stride_a % 8 == 0 && a.stride_b % 8 == 0;
-  return rows_ok && aligned16(a.A) && aligned16(a.B) && a.K > 0 && (a.M + BM - 1) / BM <= 0x7fffffff &&
-         (a.N + BN - 1) / BN <= 65535 && a.batch <= 65535;
+  return pia_gemm_pipe::shape_fits(a);
 }
 
 int gemm_pipelined(const PiaGemmArgs& a) {
-  PipeP p{};
-  p.M = int(a.M);
-  p.N = int(a.N);
-  p.K = int(a.K);
-  p.A = a.A;
-  p.lda = a.lda;
-  p.sa = a.stride_a;
-  p.B = a.B;
-  p.ldb = a.ldb;
-  p.sb = a.stride_b;
-  p.C = a.C;
-  p.ldc = a.ldc;
-  p.sc = a.stride_c;
-  p.bias = a.bias;
-  p.bias_per_row = a.bias_per_row;
-  p.act = a.act;
+  const pia_gemm_pipe::Params p = pia_gemm_pipe::make_params(a);
   const dim3 grid{unsigned((a.M + BM - 1) / BM), unsigned((a.N + BN - 1) / BN), unsigned(a.batch)};
   cudaStream_t s = stream();
   if (a.dtype == 1) {

@@ -2,6 +2,7 @@
 // squared deviation) as torch computes them, so no cancellation in E[x²] − E[x]².
 #include "common.cuh"
 #include "kernels.cuh"
+#include "norm_body.cuh"
 
 namespace pia_cuda {
 
@@ -13,101 +14,57 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
-__device__ float block_sum(float v) {
-  __shared__ float part[32];
-  __shared__ float total;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  v = warp_sum(v);
-  if (lane == 0) part[warp] = v;
-  __syncthreads();
-  if (warp == 0) {
-    float s = lane < warps ? part[lane] : 0.f;
-    s = warp_sum(s);
-    if (lane == 0) total = s;
-  }
-  __syncthreads();
-  const float r = total;
-  __syncthreads();  // part/total are reused by the next call
-  return r;
-}
-
 // GroupNorm in three passes over (sample, group) units split into chunks, so that even a few
 // huge groups (the VAE's 512×512 decode, or the motion modules' 2 samples × 32 groups pooling 16
 // frames) spread over every SM: a unit's elements are `frames` contiguous spans of (C/groups)·S
-// at a stride of C·S, each cut into `parts` chunks of at most kChunk elements; block
+// at a stride of C·S, each cut into `parts` chunks of at most pia_gn::kChunk elements; block
 // (chunk, group, sample) handles one chunk. Pass 1 writes each chunk's sum, pass 2 each chunk's
 // squared deviations from the unit mean, pass 3 normalises. Every block of a unit reduces the
 // same partials in the same order, so they all see bit-identical statistics.
-constexpr int64_t kChunk = 16384;
-constexpr int kNormThreads = 256;
-
-struct GnGeom {
-  int64_t C, S, groups, frames, parts, span, chunk;
-  __device__ int64_t units_base(int64_t n, int64_t g) const { return (n * groups + g) * frames * parts; }
-  // First element and length of chunk `p` of unit (n, g).
-  __device__ void chunk_of(int64_t n, int64_t g, int64_t p, int64_t& first, int64_t& len) const {
-    const int64_t f = p / parts, part = p % parts;
-    const int64_t b = part * chunk;
-    first = ((n * frames + f) * C + g * (C / groups)) * S + b;
-    len = min(chunk, span - b);
-  }
+//
+// The kernels' bodies are norm_body.cuh, shared with a host emulator
+// (test/native/test_group_norm_emulated.cpp); this is their execution context on the GPU.
+template <typename T>
+struct Gpu {
+  using Elem = T;
+  // Unsigned, as the built-ins are: the body widens them to int64_t, which is then free.
+  __device__ __forceinline__ unsigned thread() const { return threadIdx.x; }
+  __device__ __forceinline__ unsigned threads() const { return blockDim.x; }
+  __device__ __forceinline__ unsigned block_x() const { return blockIdx.x; }
+  __device__ __forceinline__ unsigned block_y() const { return blockIdx.y; }
+  __device__ __forceinline__ unsigned block_z() const { return blockIdx.z; }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  __device__ __forceinline__ float shfl_xor(float v, int m) const { return __shfl_xor_sync(0xffffffffu, v, m); }
+  __device__ __forceinline__ float lds(const float* s) const { return *s; }
+  __device__ __forceinline__ void sts(float* s, float v) const { *s = v; }
+  __device__ __forceinline__ float to_f(T v) const { return pia_cuda::to_f(v); }
+  __device__ __forceinline__ T from_f(float v) const { return pia_cuda::from_f<T>(v); }
+  __device__ __forceinline__ float rsqrt(float v) const { return rsqrtf(v); }
 };
 
-// The unit's mean (or mean squared deviation) from its chunk partials, in a fixed order.
-__device__ float unit_mean(const float* partial, int64_t count, float denom) {
-  float s = 0.f;
-  for (int64_t i = threadIdx.x; i < count; i += blockDim.x) s += partial[i];
-  return block_sum(s) / denom;
+using pia_gn::kThreads;
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads) gn_sum_kernel(const T* x, pia_gn::Geom q, float* sums) {
+  __shared__ pia_gn::Shared sh;
+  Gpu<T> gpu;
+  pia_gn::sum_block(gpu, sh, x, q, sums);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kNormThreads) gn_sum_kernel(const T* x, GnGeom q, float* sums) {
-  const int64_t p = blockIdx.x, g = blockIdx.y, n = blockIdx.z;
-  int64_t first, len;
-  q.chunk_of(n, g, p, first, len);
-  float s = 0.f;
-  for (int64_t i = threadIdx.x; i < len; i += blockDim.x) s += to_f(x[first + i]);
-  s = block_sum(s);
-  if (threadIdx.x == 0) sums[q.units_base(n, g) + p] = s;
+__global__ void __launch_bounds__(kThreads) gn_var_kernel(const T* x, pia_gn::Geom q, const float* sums, float* sq) {
+  __shared__ pia_gn::Shared sh;
+  Gpu<T> gpu;
+  pia_gn::var_block(gpu, sh, x, q, sums, sq);
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kNormThreads) gn_var_kernel(const T* x, GnGeom q, const float* sums, float* sq) {
-  const int64_t p = blockIdx.x, g = blockIdx.y, n = blockIdx.z;
-  const int64_t count = q.frames * q.parts;
-  const float mean = unit_mean(sums + q.units_base(n, g), count, float(q.frames * q.span));
-  int64_t first, len;
-  q.chunk_of(n, g, p, first, len);
-  float v = 0.f;
-  for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
-    const float d = to_f(x[first + i]) - mean;
-    v += d * d;
-  }
-  v = block_sum(v);
-  if (threadIdx.x == 0) sq[q.units_base(n, g) + p] = v;
-}
-
-template <typename T>
-__global__ void __launch_bounds__(kNormThreads) gn_apply_kernel(const T* x, T* y, GnGeom q, const float* sums,
-                                                                const float* sq, const T* gamma, const T* beta,
-                                                                float eps, int act) {
-  const int64_t p = blockIdx.x, g = blockIdx.y, n = blockIdx.z;
-  const int64_t count = q.frames * q.parts;
-  const float denom = float(q.frames * q.span);
-  const float mean = unit_mean(sums + q.units_base(n, g), count, denom);
-  const float rstd = rsqrtf(unit_mean(sq + q.units_base(n, g), count, denom) + eps);
-  int64_t first, len;
-  q.chunk_of(n, g, p, first, len);
-  const int64_t c0 = g * (q.C / q.groups);
-  const int64_t off = (p % q.parts) * q.chunk;  // position of the chunk inside its span
-  for (int64_t i = threadIdx.x; i < len; i += blockDim.x) {
-    const int64_t c = c0 + (off + i) / q.S;
-    float o = (to_f(x[first + i]) - mean) * rstd;
-    if (gamma) o *= to_f(gamma[c]);
-    if (beta) o += to_f(beta[c]);
-    y[first + i] = from_f<T>(apply_act(o, act));
-  }
+__global__ void __launch_bounds__(kThreads) gn_apply_kernel(const T* x, T* y, pia_gn::Geom q, const float* sums,
+                                                            const float* sq, const T* gamma, const T* beta, float eps,
+                                                            int act) {
+  __shared__ pia_gn::Shared sh;
+  Gpu<T> gpu;
+  pia_gn::apply_block(gpu, sh, x, y, q, sums, sq, gamma, beta, eps, act);
 }
 
 // One warp per row.
@@ -150,14 +107,7 @@ int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t
     return PIA_CUDA_ERR_ARG;
   }
   if (N == 0 || C == 0 || S == 0) return PIA_CUDA_OK;
-  GnGeom q{};
-  q.C = C;
-  q.S = S;
-  q.groups = groups;
-  q.frames = frames;
-  q.span = (C / groups) * S;
-  q.chunk = kChunk;
-  q.parts = (q.span + kChunk - 1) / kChunk;
+  const pia_gn::Geom q = pia_gn::make_geom(C, S, groups, frames, pia_gn::kChunk);
   const int64_t pieces = frames * q.parts;
   if (pieces > 0x7fffffffLL) {
     set_error("group_norm: %lld chunks per group is too many for one launch", (long long)pieces);
@@ -174,9 +124,9 @@ int group_norm(int device, int dtype, const void* x, void* y, int64_t N, int64_t
   auto launch = [&](auto tag) {
     using T = decltype(tag);
     const T* xt = static_cast<const T*>(x);
-    gn_sum_kernel<T><<<grid, kNormThreads, 0, s>>>(xt, q, sums);
-    gn_var_kernel<T><<<grid, kNormThreads, 0, s>>>(xt, q, sums, sq);
-    gn_apply_kernel<T><<<grid, kNormThreads, 0, s>>>(xt, static_cast<T*>(y), q, sums, sq,
+    gn_sum_kernel<T><<<grid, kThreads, 0, s>>>(xt, q, sums);
+    gn_var_kernel<T><<<grid, kThreads, 0, s>>>(xt, q, sums, sq);
+    gn_apply_kernel<T><<<grid, kThreads, 0, s>>>(xt, static_cast<T*>(y), q, sums, sq,
                                                      static_cast<const T*>(gamma), static_cast<const T*>(beta), eps,
                                                      act);
     rc = check_launch("group_norm kernels");
