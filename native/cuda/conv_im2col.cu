@@ -52,7 +52,16 @@ int conv2d_im2col(int device, const PiaConv2dArgs* a, bool* handled) {
   *handled = true;
 
   void* scratch = nullptr;
-  if (int rc = scratch_alloc(device, size_t(g.K) * size_t(nb) * pia_im2col::kElemBytes, &scratch)) return rc;
+  if (int rc = scratch_alloc(device, size_t(g.K) * size_t(nb) * pia_im2col::kElemBytes, &scratch)) {
+    // Short of memory for the columns, the implicit GEMM (which needs none) still can run the
+    // convolution. Not inside a graph capture: that would record other kernels than the eager
+    // step ran, so the capture fails instead and the step runs eagerly.
+    if (rc == PIA_CUDA_ERR_OOM && !capturing_here(device)) {
+      *handled = false;
+      return PIA_CUDA_OK;
+    }
+    return rc;
+  }
   cudaStream_t st = stream();
   const size_t in_plane = size_t(a->C * a->H * a->W);
   const int rc = pia_im2col::for_each_block(*a, nb, [&](int64_t img, int64_t n0, int64_t w) {
