@@ -4,6 +4,7 @@
 # then the CUDA benchmark. Logs go to $OUT (the device runner's output folder) or ./gpu-run-logs.
 #   scripts/gpu-run.sh              # tests + benchmark
 #   scripts/gpu-run.sh tests        # tests only
+#   scripts/gpu-run.sh bench        # benchmark only (a second call on a warm machine reuses the build)
 #   (with carry/ from scripts/gpu-carry.sh, also the Node-level tests in test/gpu)
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
@@ -36,49 +37,51 @@ fi
 echo "gpu-run: built in $(( $(date +%s) - start )) s"
 
 status=0
-"$BUILD/bin/pia_native_tests" cuda 2>&1 | tee "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-"$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# CUDA graphs of the UNet step (PIA_CUDA_GRAPHS): graphs on vs off bitwise, then the UNet's
-# CUDA-vs-CPU parity once more with every UNet capturing its steps.
-"$BUILD/bin/pia_native_tests" step_graphs 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-PIA_CUDA_GRAPHS=1 "$BUILD/bin/pia_native_tests" cuda_unet_motion_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# GEMMs again on our own kernels where cuBLASLt was found and used above: the cp.async one (what
-# machines without cuBLASLt run), then the simple one it falls back to.
-PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-# Convolutions in column blocks of a few hundred pixels (several blocks per image at test sizes).
-PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-# Convolutions again on our own implicit-GEMM kernel where cuDNN was found and used above.
-PIA_DISABLE_CUDNN=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# The attention cases again on the FMA kernel (f16/bf16 ran on the tensor-core kernel above).
-PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_tests" cuda_attention 2>&1 | tee -a "$LOGS/tests.txt"
-[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-
-# Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
-# its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.
-if [ -f carry/node.xz ]; then
-  nd=$(mktemp -d)
-  xz -dc carry/node.xz > "$nd/node" && chmod +x "$nd/node"
-  mkdir -p "$nd/fixtures" && tar xJf carry/fixtures.tar.xz -C "$nd/fixtures"
-  ln -s "$PWD/assets/clip-tokenizer" "$nd/fixtures/models/tiny/tokenizer"
-  [ -d carry/js/node_modules ] || { mkdir -p carry/js/node_modules && tar xJf carry/node_modules.tar.xz -C carry/js/node_modules; }
-  mkdir -p "$nd/addon" && tar xJf carry/addon.tar.xz -C "$nd/addon"
-  PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$nd/addon/pia_addon.node" \
-    "$nd/node" --test --test-reporter=spec carry/js/test/gpu/*.test.js 2>&1 | tee "$LOGS/node-gpu.txt"
+if [ "$what" != "bench" ]; then
+  "$BUILD/bin/pia_native_tests" cuda 2>&1 | tee "$LOGS/tests.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
-else
-  echo "gpu-run: no carry/ (scripts/gpu-carry.sh): Node-level GPU tests not run" | tee "$LOGS/node-gpu.txt"
+  "$BUILD/bin/pia_native_tests" temporal_attention 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+  # CUDA graphs of the UNet step (PIA_CUDA_GRAPHS): graphs on vs off bitwise, then the UNet's
+  # CUDA-vs-CPU parity once more with every UNet capturing its steps.
+  "$BUILD/bin/pia_native_tests" step_graphs 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  PIA_CUDA_GRAPHS=1 "$BUILD/bin/pia_native_tests" cuda_unet_motion_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+  # GEMMs again on our own kernels where cuBLASLt was found and used above: the cp.async one (what
+  # machines without cuBLASLt run), then the simple one it falls back to.
+  PIA_DISABLE_CUBLASLT=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  PIA_DISABLE_CUBLASLT=1 PIA_CUDA_SIMPLE_GEMM=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # Convolutions in column blocks of a few hundred pixels (several blocks per image at test sizes).
+  PIA_CUDA_IM2COL_BUDGET=20000 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  # Convolutions again on our own implicit-GEMM kernel where cuDNN was found and used above.
+  PIA_DISABLE_CUDNN=1 "$BUILD/bin/pia_native_tests" cuda_ops_vs_cpu 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+  # The attention cases again on the FMA kernel (f16/bf16 ran on the tensor-core kernel above).
+  PIA_CUDA_SIMPLE_ATTENTION=1 "$BUILD/bin/pia_native_tests" cuda_attention 2>&1 | tee -a "$LOGS/tests.txt"
+  [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+  # Node-level GPU tests (test/gpu) when scripts/gpu-carry.sh packed carry/ on a machine with Node:
+  # its node binary, the compiled tests, sharp, the addon built there and the tiny-family fixtures.
+  if [ -f carry/node.xz ]; then
+    nd=$(mktemp -d)
+    xz -dc carry/node.xz > "$nd/node" && chmod +x "$nd/node"
+    mkdir -p "$nd/fixtures" && tar xJf carry/fixtures.tar.xz -C "$nd/fixtures"
+    ln -s "$PWD/assets/clip-tokenizer" "$nd/fixtures/models/tiny/tokenizer"
+    [ -d carry/js/node_modules ] || { mkdir -p carry/js/node_modules && tar xJf carry/node_modules.tar.xz -C carry/js/node_modules; }
+    mkdir -p "$nd/addon" && tar xJf carry/addon.tar.xz -C "$nd/addon"
+    PIA_FIXTURES="$nd/fixtures" PIA_ADDON_PATH="$nd/addon/pia_addon.node" \
+      "$nd/node" --test --test-reporter=spec carry/js/test/gpu/*.test.js 2>&1 | tee "$LOGS/node-gpu.txt"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+  else
+    echo "gpu-run: no carry/ (scripts/gpu-carry.sh): Node-level GPU tests not run" | tee "$LOGS/node-gpu.txt"
+  fi
 fi
 
 if [ "$what" != "tests" ]; then
