@@ -199,8 +199,11 @@ export class AutoencoderKL {
     return distribution(out.mean, out.logvar, out.std);
   }
 
-  /** Latents [B, latent_channels, h, w] (already divided by the scaling factor) → images [B, out_channels, H, W]. */
-  async decode(z: Tensor, options: { signal?: AbortSignal } = {}): Promise<Tensor> {
+  /**
+   * Latents [B, latent_channels, h, w] (already divided by the scaling factor) → images [B, out_channels, H, W].
+   * `slicing` overrides enableSlicing()/disableSlicing() for this call only.
+   */
+  async decode(z: Tensor, options: { signal?: AbortSignal; slicing?: boolean } = {}): Promise<Tensor> {
     const handle = this.#live();
     throwIfAborted(options.signal);
     assertTensor(z, 'z', 4);
@@ -208,8 +211,9 @@ export class AutoencoderKL {
       throw new PiaError('E_INVALID_ARGUMENT', `z: expected ${this.config.latent_channels} channels, got shape [${z.shape.join(', ')}]`, { option: 'z' });
     }
     const input = { data: z.data, shape: z.shape };
+    const slicing = options.slicing ?? this.#slicing;
     return this.#placed(() =>
-      cancellable(options.signal, (token) => addon().autoencoderKL.decode(handle, input, this.#slicing, this.#tiling, token)));
+      cancellable(options.signal, (token) => addon().autoencoderKL.decode(handle, input, slicing, this.#tiling, token)));
   }
 
   /** diffusers enable_slicing(): encode/decode one batch item at a time. */

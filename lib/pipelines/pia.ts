@@ -752,9 +752,21 @@ export class PIAPipeline {
     // decode_latents
     throwIfAborted(signal);
     const z = framesToBatch(scale(latents, 1 / this.scalingFactor));
-    const decoded = await this.vae.decode(z, { signal });
+    const decoded = await this.#decodeLatents(z, signal);
     const video = decodedToVideo(decoded, batch);
     if (numel(video.shape) !== video.data.length) throw new PiaError('E_BACKEND', 'decoder returned an unexpected shape');
     return { frames: outputType === 'tensor' ? video : framesFromTensor(video) };
+  }
+
+  // A decode that runs out of memory is retried one frame at a time: the VAE works per image, so
+  // slicing gives the same frames, and a long job is not lost in its last step. diffusers would
+  // raise instead; the retry is all it takes to finish on a GPU where the 16-frame batch does not fit.
+  async #decodeLatents(z: Tensor, signal: AbortSignal | undefined): Promise<Tensor> {
+    try {
+      return await this.vae.decode(z, { signal });
+    } catch (e) {
+      if (!(e instanceof PiaError) || e.code !== 'E_OUT_OF_MEMORY' || this.vae.useSlicing || z.shape[0] <= 1) throw e;
+      return this.vae.decode(z, { signal, slicing: true });
+    }
   }
 }

@@ -25,7 +25,9 @@ export interface LatentDistributionLike {
 export interface VaeLike {
   readonly config: { scaling_factor?: number; block_out_channels?: number[]; [key: string]: unknown };
   encode(x: Tensor, options?: { signal?: AbortSignal }): Promise<LatentDistributionLike>;
-  decode(z: Tensor, options?: { signal?: AbortSignal }): Promise<Tensor>;
+  /** `slicing` overrides enableSlicing() for one call (the pipeline's retry after running out of memory). */
+  decode(z: Tensor, options?: { signal?: AbortSignal; slicing?: boolean }): Promise<Tensor>;
+  readonly useSlicing?: boolean;
   enableSlicing(): void;
   disableSlicing(): void;
   enableTiling(): void;

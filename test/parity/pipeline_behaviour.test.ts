@@ -65,6 +65,30 @@ describe('PIAPipeline behaviours (tiny)', () => {
     assert.ok(diff < 0.5, `tiled frames differ by ${diff}`);
   });
 
+  test('a decode that runs out of memory is retried one frame at a time, with the same frames', async () => {
+    const plain = (await pipe.generate(base())).frames as Tensor;
+    // What a GPU without room for the whole batch does: the full-batch decode fails with E_OUT_OF_MEMORY.
+    const vae = pipe.vae;
+    const decode = vae.decode.bind(vae);
+    const calls: (boolean | undefined)[] = [];
+    vae.decode = async (z, options) => {
+      calls.push(options?.slicing);
+      if (!options?.slicing) throw new PiaError('E_OUT_OF_MEMORY', 'cuda allocation: CUDA out of memory (test)');
+      return decode(z, options);
+    };
+    try {
+      const retried = (await pipe.generate(base())).frames as Tensor;
+      assert.deepEqual(calls, [undefined, true]);
+      assertClose(retried.data, plain.data, 1e-5, 0, 'frames decoded one at a time');
+      assert.equal(vae.useSlicing, false, "the model's own slicing setting is left as it was");
+      // Any other error is not retried.
+      vae.decode = async () => { throw new PiaError('E_BACKEND', 'broken (test)'); };
+      await assert.rejects(pipe.generate(base()), (e: unknown) => e instanceof PiaError && e.code === 'E_BACKEND');
+    } finally {
+      vae.decode = decode;
+    }
+  });
+
   test('onStepEnd may replace the latents; onProgress counts the steps', async () => {
     const seen: number[] = [];
     const out = (await pipe.generate(base({
