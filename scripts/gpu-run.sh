@@ -5,6 +5,8 @@
 #   scripts/gpu-run.sh              # tests + benchmark
 #   scripts/gpu-run.sh tests        # tests only
 #   scripts/gpu-run.sh bench        # benchmark only (a second call on a warm machine reuses the build)
+#   scripts/gpu-run.sh sanitize     # compute-sanitizer memcheck/racecheck/synccheck over the kernels
+#                                   # that have never run (tensor-core attention, cp.async GEMM, im2col)
 #   (with carry/ from scripts/gpu-carry.sh, also the Node-level tests in test/gpu)
 #   PIA_CUDA_ARCH=90 scripts/gpu-run.sh   # build for one architecture only (faster)
 #   PIA_BENCH_DTYPE=f16|bf16|f32    # the benchmark's activation dtype (default bf16)
@@ -37,6 +39,29 @@ fi
 echo "gpu-run: built in $(( $(date +%s) - start )) s"
 
 status=0
+if [ "$what" = "sanitize" ]; then
+  # Small cases only: the sanitizer runs kernels 10-100x slower. Each tool's report goes to its log.
+  san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+  if [ -z "$san" ]; then
+    echo "gpu-run: compute-sanitizer not found" | tee "$LOGS/sanitize.txt"
+    exit 2
+  fi
+  : > "$LOGS/sanitize.txt"
+  # Each run at most 100 s (a timeout shows as exit 124 and leaves a partial log).
+  for run in "memcheck cuda_ops_vs_cpu" "memcheck cuda_attention_tc_vs_cpu" "racecheck cuda_attention_tc_vs_cpu" \
+             "racecheck cuda_ops_vs_cpu" "synccheck cuda_attention_tc_vs_cpu"; do
+    set -- $run
+    tool=$1 t=$2
+    echo "== $tool $t" | tee -a "$LOGS/sanitize.txt"
+    PIA_DISABLE_CUBLASLT=1 PIA_DISABLE_CUDNN=1 PIA_CUDA_IM2COL_BUDGET=20000 timeout 100 \
+      "$san" --tool "$tool" --error-exitcode 3 "$BUILD/bin/pia_native_tests" "$t" > "$LOGS/sanitize-$tool-$t.log" 2>&1
+    rc=$?
+    tail -5 "$LOGS/sanitize-$tool-$t.log" | tee -a "$LOGS/sanitize.txt"
+    echo "   exit $rc" | tee -a "$LOGS/sanitize.txt"
+    [ "$rc" -eq 0 ] || status=1
+  done
+  exit $status
+fi
 if [ "$what" != "bench" ]; then
   "$BUILD/bin/pia_native_tests" cuda 2>&1 | tee "$LOGS/tests.txt"
   [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
