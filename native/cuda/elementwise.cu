@@ -4,31 +4,55 @@
 
 #include "common.cuh"
 #include "kernels.cuh"
+#include "strided_host.h"
+#include "transpose_body.cuh"
 
 namespace pia_cuda {
 
 namespace {
 
-// Shape and up to two operands' strides, passed by value (kernel parameter space).
-struct Strides2 {
+// Shape and two operands' strides in index type I, passed by value (kernel parameter space).
+// I is int32_t wherever strided::fits_int32 allows: a 64-bit division costs several times a
+// 32-bit one, and these loops divide once per dim per element.
+template <typename I>
+struct StridesI {
   int nd;
-  int64_t shape[PIA_CUDA_MAX_DIMS];
-  int64_t s0[PIA_CUDA_MAX_DIMS];
-  int64_t s1[PIA_CUDA_MAX_DIMS];
+  I shape[PIA_CUDA_MAX_DIMS];
+  I s0[PIA_CUDA_MAX_DIMS];
+  I s1[PIA_CUDA_MAX_DIMS];
 };
 
+template <typename I>
+StridesI<I> narrow_to(const strided::Layout& l) {
+  StridesI<I> st{};
+  st.nd = l.nd;
+  for (int d = 0; d < l.nd; ++d) {
+    st.shape[d] = I(l.shape[d]);
+    st.s0[d] = I(l.s0[d]);
+    st.s1[d] = I(l.s1[d]);
+  }
+  return st;
+}
+
 // Offsets of the i-th element (row-major over shape) in the two strided operands.
-__device__ __forceinline__ void offsets(const Strides2& st, int64_t i, int64_t& o0, int64_t& o1) {
+template <typename I>
+__device__ __forceinline__ void offsets(const StridesI<I>& st, I i, I& o0, I& o1) {
   o0 = 0;
   o1 = 0;
   for (int d = st.nd - 1; d >= 0; --d) {
-    const int64_t n = st.shape[d];
-    const int64_t c = i % n;
-    i /= n;
+    const I n = st.shape[d];
+    const I q = i / n;
+    const I c = i - q * n;
+    i = q;
     o0 += c * st.s0[d];
     o1 += c * st.s1[d];
   }
 }
+
+// The grid-stride counter stays 64-bit (i + stride may pass 2³¹ on the last lap); the index
+// arithmetic runs in I.
+#define PIA_GRID_STRIDE(i, n) \
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += int64_t(gridDim.x) * blockDim.x)
 
 __device__ __forceinline__ float binop(int op, float a, float b) {
   switch (op) {
@@ -39,33 +63,65 @@ __device__ __forceinline__ float binop(int op, float a, float b) {
   }
 }
 
-template <typename T>
-__global__ void binary_kernel(int op, Strides2 st, int64_t n, const T* a, const T* b, T* y) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t oa, ob;
-    offsets(st, i, oa, ob);
+template <typename T, typename I>
+__global__ void binary_kernel(int op, StridesI<I> st, int64_t n, const T* a, const T* b, T* y) {
+  PIA_GRID_STRIDE(i, n) {
+    I oa, ob;
+    offsets<I>(st, I(i), oa, ob);
     y[i] = from_f<T>(binop(op, to_f(a[oa]), to_f(b[ob])));
   }
 }
 
-// a[i] += alpha · b[ob(i)]; s0 unused (a is contiguous).
+// Both operands laid out like y (residual adds and the like): no index arithmetic at all.
 template <typename T>
-__global__ void add_inplace_kernel(Strides2 st, int64_t n, T* a, const T* b, float alpha) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t unused, ob;
-    offsets(st, i, unused, ob);
+__global__ void binary_dense_kernel(int op, int64_t n, const T* a, const T* b, T* y) {
+  PIA_GRID_STRIDE(i, n) { y[i] = from_f<T>(binop(op, to_f(a[i]), to_f(b[i]))); }
+}
+
+// a[i] += alpha · b[ob(i)] (a contiguous: operand 0 of st only guides the coalescing).
+template <typename T, typename I>
+__global__ void add_inplace_kernel(StridesI<I> st, int64_t n, T* a, const T* b, float alpha) {
+  PIA_GRID_STRIDE(i, n) {
+    I unused, ob;
+    offsets<I>(st, I(i), unused, ob);
     a[i] = from_f<T>(to_f(a[i]) + alpha * to_f(b[ob]));
   }
 }
 
+template <typename T>
+__global__ void add_inplace_dense_kernel(int64_t n, T* a, const T* b, float alpha) {
+  PIA_GRID_STRIDE(i, n) { a[i] = from_f<T>(to_f(a[i]) + alpha * to_f(b[i])); }
+}
+
 // Copies raw elements of `Word` size (2 or 4 bytes): dtype does not matter.
-template <typename Word>
-__global__ void strided_copy_kernel(Strides2 st, int64_t n, const Word* src, Word* dst) {
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
-    int64_t os, od;
-    offsets(st, i, os, od);
+template <typename Word, typename I>
+__global__ void strided_copy_kernel(StridesI<I> st, int64_t n, const Word* src, Word* dst) {
+  PIA_GRID_STRIDE(i, n) {
+    I os, od;
+    offsets<I>(st, I(i), os, od);
     dst[od] = src[os];
   }
+}
+
+// transpose_body.cuh's execution context on the GPU.
+struct TransposeGpu {
+  __device__ __forceinline__ int thread() const { return int(threadIdx.x); }
+  __device__ __forceinline__ int block_x() const { return int(blockIdx.x); }
+  __device__ __forceinline__ int block_y() const { return int(blockIdx.y); }
+  __device__ __forceinline__ int block_z() const { return int(blockIdx.z); }
+  __device__ __forceinline__ void sync() const { __syncthreads(); }
+  template <typename Word>
+  __device__ __forceinline__ Word lds(const Word* p) const { return *p; }
+  template <typename Word>
+  __device__ __forceinline__ void sts(Word* p, Word v) const { *p = v; }
+};
+
+template <typename Word>
+__global__ void __launch_bounds__(pia_transpose::kThreads) transpose_kernel(strided::Transpose t, const Word* src,
+                                                                            Word* dst) {
+  __shared__ pia_transpose::Shared<Word> sh;
+  TransposeGpu ctx;
+  pia_transpose::tile(ctx, sh, src, dst, t);
 }
 
 template <typename T>
@@ -118,20 +174,24 @@ __global__ void convert_kernel(const S* src, D* dst, int64_t n) {
   }
 }
 
-int make_strides(const PiaStridedShape* shape, const int64_t* s0, const int64_t* s1, Strides2& st, int64_t& n) {
+// The operands' layout, merged as far as both allow (strided_host.h). s0/s1 null: contiguous.
+int make_layout(const PiaStridedShape* shape, const int64_t* s0, const int64_t* s1, strided::Layout& out, int64_t& n) {
   if (shape->ndim < 0 || shape->ndim > PIA_CUDA_MAX_DIMS) {
     set_error("at most %d dims are supported, got %d", PIA_CUDA_MAX_DIMS, shape->ndim);
     return PIA_CUDA_ERR_ARG;
   }
-  std::memset(&st, 0, sizeof st);
-  st.nd = shape->ndim;
+  strided::Layout l;
+  l.nd = shape->ndim;
+  int64_t contiguous = 1;
   n = 1;
-  for (int d = 0; d < st.nd; ++d) {
-    st.shape[d] = shape->shape[d];
-    st.s0[d] = s0 ? s0[d] : 0;
-    st.s1[d] = s1 ? s1[d] : 0;
-    n *= st.shape[d];
+  for (int d = l.nd - 1; d >= 0; --d) {
+    l.shape[d] = shape->shape[d];
+    l.s0[d] = s0 ? s0[d] : contiguous;
+    l.s1[d] = s1 ? s1[d] : contiguous;
+    contiguous *= shape->shape[d];
+    n *= shape->shape[d];
   }
+  out = strided::coalesce(l);
   return PIA_CUDA_OK;
 }
 
@@ -144,26 +204,48 @@ int binary(int device, int dtype, int op, const PiaStridedShape* shape, const vo
     set_error("binary: unknown op %d", op);
     return PIA_CUDA_ERR_ARG;
   }
-  Strides2 st;
+  strided::Layout l;
   int64_t n = 0;
-  if (int rc = make_strides(shape, a_strides, b_strides, st, n)) return rc;
+  if (int rc = make_layout(shape, a_strides, b_strides, l, n)) return rc;
   if (n == 0) return PIA_CUDA_OK;
   cudaStream_t s = stream();
-  PIA_DISPATCH(dtype, binary_kernel<T><<<blocks_for(n), 256, 0, s>>>(op, st, n, static_cast<const T*>(a),
+  const unsigned g = blocks_for(n);
+  if (strided::dense(l)) {
+    PIA_DISPATCH(dtype, binary_dense_kernel<T><<<g, 256, 0, s>>>(op, n, static_cast<const T*>(a),
+                                                                   static_cast<const T*>(b), static_cast<T*>(y)));
+  } else if (strided::fits_int32(l)) {
+    PIA_DISPATCH(dtype, binary_kernel<T, int32_t><<<g, 256, 0, s>>>(op, narrow_to<int32_t>(l), n,
+                                                                      static_cast<const T*>(a),
                                                                       static_cast<const T*>(b), static_cast<T*>(y)));
+  } else {
+    PIA_DISPATCH(dtype, binary_kernel<T, int64_t><<<g, 256, 0, s>>>(op, narrow_to<int64_t>(l), n,
+                                                                      static_cast<const T*>(a),
+                                                                      static_cast<const T*>(b), static_cast<T*>(y)));
+  }
   return check_launch("binary kernel");
 }
 
 int add_inplace(int device, int dtype, const PiaStridedShape* shape, void* a, const void* b, const int64_t* b_strides,
                 float alpha) {
   if (int rc = use_device(device)) return rc;
-  Strides2 st;
+  strided::Layout l;
   int64_t n = 0;
-  if (int rc = make_strides(shape, nullptr, b_strides, st, n)) return rc;
+  if (int rc = make_layout(shape, nullptr, b_strides, l, n)) return rc;
   if (n == 0) return PIA_CUDA_OK;
   cudaStream_t s = stream();
-  PIA_DISPATCH(dtype, add_inplace_kernel<T><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<T*>(a),
+  const unsigned g = blocks_for(n);
+  if (strided::dense(l)) {
+    PIA_DISPATCH(dtype, add_inplace_dense_kernel<T><<<g, 256, 0, s>>>(n, static_cast<T*>(a),
+                                                                        static_cast<const T*>(b), alpha));
+  } else if (strided::fits_int32(l)) {
+    PIA_DISPATCH(dtype, add_inplace_kernel<T, int32_t><<<g, 256, 0, s>>>(narrow_to<int32_t>(l), n,
+                                                                           static_cast<T*>(a),
                                                                            static_cast<const T*>(b), alpha));
+  } else {
+    PIA_DISPATCH(dtype, add_inplace_kernel<T, int64_t><<<g, 256, 0, s>>>(narrow_to<int64_t>(l), n,
+                                                                           static_cast<T*>(a),
+                                                                           static_cast<const T*>(b), alpha));
+  }
   return check_launch("add_ kernel");
 }
 
@@ -244,25 +326,43 @@ int embedding(int device, int dtype, const void* table, int64_t V, int64_t D, co
   return rc;
 }
 
+namespace {
+
+template <typename Word>
+int copy_words(const strided::Layout& l, int64_t n, const void* src, void* dst) {
+  cudaStream_t s = stream();
+  const Word* from = static_cast<const Word*>(src);
+  Word* to = static_cast<Word*>(dst);
+  if (strided::dense(l)) {
+    return check(cudaMemcpyAsync(dst, src, size_t(n) * sizeof(Word), cudaMemcpyDeviceToDevice, s),
+                 "cudaMemcpyAsync (on device)");
+  }
+  strided::Transpose t;
+  if (strided::as_transpose(l, t) && t.B <= 65535 && (t.C + pia_transpose::kTile - 1) / pia_transpose::kTile <= 65535) {
+    const dim3 grid{unsigned((t.R + pia_transpose::kTile - 1) / pia_transpose::kTile),
+                    unsigned((t.C + pia_transpose::kTile - 1) / pia_transpose::kTile), unsigned(t.B)};
+    transpose_kernel<Word><<<grid, pia_transpose::kThreads, 0, s>>>(t, from, to);
+  } else if (strided::fits_int32(l)) {
+    strided_copy_kernel<Word, int32_t><<<blocks_for(n), 256, 0, s>>>(narrow_to<int32_t>(l), n, from, to);
+  } else {
+    strided_copy_kernel<Word, int64_t><<<blocks_for(n), 256, 0, s>>>(narrow_to<int64_t>(l), n, from, to);
+  }
+  return check_launch("strided copy kernel");
+}
+
+}  // namespace
+
 int strided_copy(int device, size_t elem_size, const PiaStridedShape* shape, const void* src,
                  const int64_t* src_strides, void* dst, const int64_t* dst_strides) {
   if (int rc = use_device(device)) return rc;
-  Strides2 st;
+  strided::Layout l;
   int64_t n = 0;
-  if (int rc = make_strides(shape, src_strides, dst_strides, st, n)) return rc;
+  if (int rc = make_layout(shape, src_strides, dst_strides, l, n)) return rc;
   if (n == 0) return PIA_CUDA_OK;
-  cudaStream_t s = stream();
-  if (elem_size == 4) {
-    strided_copy_kernel<uint32_t><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<const uint32_t*>(src),
-                                                                static_cast<uint32_t*>(dst));
-  } else if (elem_size == 2) {
-    strided_copy_kernel<uint16_t><<<blocks_for(n), 256, 0, s>>>(st, n, static_cast<const uint16_t*>(src),
-                                                                static_cast<uint16_t*>(dst));
-  } else {
-    set_error("strided_copy: element size %zu", elem_size);
-    return PIA_CUDA_ERR_ARG;
-  }
-  return check_launch("strided copy kernel");
+  if (elem_size == 4) return copy_words<uint32_t>(l, n, src, dst);
+  if (elem_size == 2) return copy_words<uint16_t>(l, n, src, dst);
+  set_error("strided_copy: element size %zu", elem_size);
+  return PIA_CUDA_ERR_ARG;
 }
 
 int convert(int device, int src_dtype, const void* src, int dst_dtype, void* dst, int64_t n) {

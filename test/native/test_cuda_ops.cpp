@@ -274,6 +274,18 @@ std::vector<OpCase> op_cases() {
                 [](Backend& b, std::vector<Tensor>& i) {
                   return b.binary(BinaryOp::Add, i[0].permute({0, 2, 1}), i[1]);
                 }});
+  // The forms elementwise.cu picks after merging dims (strided_host.h): no index arithmetic for
+  // same-layout operands, one division for a per-channel broadcast over pixels.
+  cs.push_back({"binary add same layout [3,7,11,13] (dense)", {r({3, 7, 11, 13}), r({3, 7, 11, 13})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.binary(BinaryOp::Add, i[0], i[1]); }});
+  cs.push_back({"binary add [4,6,5,7] + [4,6,1,1] (time embedding)", {r({4, 6, 5, 7}), r({4, 6, 1, 1})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.binary(BinaryOp::Add, i[0], i[1]); }});
+  cs.push_back({"add_ [3,7,11,13] += same layout (dense)", {r({3, 7, 11, 13}), r({3, 7, 11, 13})},
+                [](Backend& b, std::vector<Tensor>& i) {
+                  Tensor a = b.contiguous(i[0]);
+                  b.add_(a, i[1]);
+                  return a;
+                }});
   cs.push_back({"add_ alpha 0.5 [2,5,7] += [5,7]", {r({2, 5, 7}), r({5, 7})},
                 [](Backend& b, std::vector<Tensor>& i) {
                   Tensor a = b.contiguous(i[0]);
@@ -309,6 +321,13 @@ std::vector<OpCase> op_cases() {
   // --- copies ----------------------------------------------------------------------------------
   cs.push_back({"contiguous of permute [2,3,4,5,6] (0,2,1,3,4)", {r({2, 3, 4, 5, 6})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].permute({0, 2, 1, 3, 4})); }});
+  // NCHW <-> tokens, as the transformers' proj_in/proj_out need: the tiled transpose.
+  cs.push_back({"contiguous of [3,40,130] permuted (0,2,1) (transpose)", {r({3, 40, 130})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].permute({0, 2, 1})); }});
+  cs.push_back({"contiguous of [2,130,40] permuted (0,2,1) (transpose)", {r({2, 130, 40})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].permute({0, 2, 1})); }});
+  cs.push_back({"contiguous of [33,70] transposed (2-D)", {r({33, 70})},
+                [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].permute({1, 0})); }});
   cs.push_back({"contiguous of narrow [4,9,5] dim1 2..6", {r({4, 9, 5})},
                 [](Backend& b, std::vector<Tensor>& i) { return b.contiguous(i[0].narrow(1, 2, 5)); }});
   cs.push_back({"cat dim 1 of [2,3,4], [2,5,4], narrow view", {r({2, 3, 4}), r({2, 5, 4}), r({2, 9, 4})},
