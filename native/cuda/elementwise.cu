@@ -138,23 +138,25 @@ __global__ void activation_kernel(const T* x, T* y, int64_t n, int act) {
   }
 }
 
-// diffusers GEGLU: hidden, gate = x.chunk(2, -1); hidden * gelu(gate) (erf GELU).
-template <typename T>
-__global__ void geglu_kernel(const T* x, T* y, int64_t rows, int64_t n) {
-  const int64_t total = rows * n;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t r = i / n, c = i - r * n;
-    const T* xr = x + r * 2 * n;
+// diffusers GEGLU: hidden, gate = x.chunk(2, -1); hidden * gelu(gate) (erf GELU). I as in
+// StridesI: 32-bit index arithmetic whenever the tensor allows.
+template <typename T, typename I>
+__global__ void geglu_kernel(const T* x, T* y, I rows, I n) {
+  const int64_t total = int64_t(rows) * n;
+  PIA_GRID_STRIDE(i, total) {
+    const I k = I(i), r = k / n, c = k - r * n;
+    const T* xr = x + int64_t(r) * 2 * n;
     y[i] = from_f<T>(to_f(xr[c]) * apply_act(to_f(xr[n + c]), 2));
   }
 }
 
-template <typename T>
-__global__ void upsample_kernel(const T* x, T* y, int64_t planes, int64_t H, int64_t W) {
-  const int64_t total = planes * 4 * H * W, W2 = 2 * W, H2 = 2 * H;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < total; i += int64_t(gridDim.x) * blockDim.x) {
-    const int64_t ox = i % W2, t = i / W2, oy = t % H2, pl = t / H2;
-    y[i] = x[(pl * H + oy / 2) * W + ox / 2];
+template <typename T, typename I>
+__global__ void upsample_kernel(const T* x, T* y, I planes, I H, I W) {
+  const I W2 = 2 * W, H2 = 2 * H;
+  const int64_t total = int64_t(planes) * H2 * W2;
+  PIA_GRID_STRIDE(i, total) {
+    const I k = I(i), t = k / W2, ox = k - t * W2, pl = t / H2, oy = t - pl * H2;
+    y[i] = x[(int64_t(pl) * H + oy / 2) * W + ox / 2];
   }
 }
 
@@ -271,8 +273,15 @@ int geglu(int device, int dtype, const void* x, void* y, int64_t rows, int64_t n
   if (int rc = use_device(device)) return rc;
   if (rows == 0 || n == 0) return PIA_CUDA_OK;
   cudaStream_t s = stream();
-  PIA_DISPATCH(dtype, geglu_kernel<T><<<blocks_for(rows * n), 256, 0, s>>>(static_cast<const T*>(x),
-                                                                            static_cast<T*>(y), rows, n));
+  const unsigned g = blocks_for(rows * n);
+  // The input holds 2·rows·n elements: that is what must fit 32 bits.
+  if (2 * rows * n <= 0x7fffffffLL) {
+    PIA_DISPATCH(dtype, geglu_kernel<T, int32_t><<<g, 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                     int32_t(rows), int32_t(n)));
+  } else {
+    PIA_DISPATCH(dtype, geglu_kernel<T, int64_t><<<g, 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
+                                                                     rows, n));
+  }
   return check_launch("geglu kernel");
 }
 
@@ -281,8 +290,13 @@ int upsample_nearest2x(int device, int dtype, const void* x, void* y, int64_t pl
   const int64_t n = planes * 4 * H * W;
   if (n == 0) return PIA_CUDA_OK;
   cudaStream_t s = stream();
-  PIA_DISPATCH(dtype, upsample_kernel<T><<<blocks_for(n), 256, 0, s>>>(static_cast<const T*>(x), static_cast<T*>(y),
-                                                                        planes, H, W));
+  if (n <= 0x7fffffffLL) {
+    PIA_DISPATCH(dtype, upsample_kernel<T, int32_t><<<blocks_for(n), 256, 0, s>>>(
+                            static_cast<const T*>(x), static_cast<T*>(y), int32_t(planes), int32_t(H), int32_t(W)));
+  } else {
+    PIA_DISPATCH(dtype, upsample_kernel<T, int64_t><<<blocks_for(n), 256, 0, s>>>(
+                            static_cast<const T*>(x), static_cast<T*>(y), planes, H, W));
+  }
   return check_launch("upsample kernel");
 }
 
