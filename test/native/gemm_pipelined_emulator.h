@@ -32,32 +32,20 @@ struct WarpScratch {
 };
 
 template <typename T, bool TRANS_B>
-struct Ctx {
+struct Ctx : simt::Thread {
   using Elem = T;
   static constexpr bool kTransB = TRANS_B;
   struct Acc : Mat {};
   struct FragA : Mat {};
   struct FragB : Mat {};
 
-  simt::Block* blk;
   WarpScratch* scratch;
-  int tid;
 
-  int thread() const { return tid; }
-  int block_x() const { return blk->block(0); }
-  int block_y() const { return blk->block(1); }
-  int block_z() const { return blk->block(2); }
-  void sync() { blk->sync(tid); }
-  void syncwarp() { blk->syncwarp(tid); }
   void cp_async16(T* s, const T* g, bool valid) { blk->cp_async16(tid, s, g, valid); }
   void cp_async_commit() { blk->cp_async_commit(tid); }
   void cp_async_wait_one() { blk->cp_async_wait(tid, 1); }
   float to_f(T v) const { return emu::to_f(v); }
   T from_f(float v) const { return emu::from_f<T>(v); }
-  float lds(const float* s) {
-    blk->read(tid, s, sizeof(float), "shared load");
-    return *s;
-  }
 
   void fill(Acc& c, float v) {
     blk->warp_wait(tid, "wmma::fill_fragment");
@@ -177,7 +165,7 @@ void emulate(const PiaGemmArgs& a, const Globals& globals) {
     for (int y = 0; y < gy; ++y)
       for (int x = 0; x < gx; ++x)
         blk.run(x, y, z, [&](int tid) {
-          Ctx<T, TRANS_B> ctx{&blk, &scratch, tid};
+          Ctx<T, TRANS_B> ctx{{&blk, tid}, &scratch};
           pia_gemm_pipe::gemm_cta(ctx, p, blk.smem());
         });
 }

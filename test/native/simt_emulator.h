@@ -328,4 +328,47 @@ class Block {
   std::string failure_;
 };
 
+// What every kernel body's emulated execution context shares: which thread and block this is,
+// the barriers, and shared-memory accesses the race detector sees.
+struct Thread {
+  Block* blk;
+  int tid;
+  int thread() const { return tid; }
+  int threads() const { return blk->threads(); }
+  int block_x() const { return blk->block(0); }
+  int block_y() const { return blk->block(1); }
+  int block_z() const { return blk->block(2); }
+  void sync() { blk->sync(tid); }
+  void syncwarp() { blk->syncwarp(tid); }
+  template <typename V>
+  V lds(const V* p) {
+    blk->read(tid, p, sizeof(V), "shared load");
+    return *p;
+  }
+  template <typename V>
+  void sts(V* p, V v) {
+    blk->write(tid, p, sizeof(V), "shared store");
+    *p = v;
+  }
+};
+
+// A 16-byte aligned run of `n` 2-byte elements between all-ones guards (NaN as f16 and bf16), for
+// the global operands of an emulated kernel: a write past either end shows in guards_intact().
+struct GuardedBuffer {
+  std::vector<uint16_t> store;
+  uint16_t* data = nullptr;
+  size_t n = 0;
+  explicit GuardedBuffer(size_t count) : store(count + 80, 0xffff), n(count) {
+    data = store.data() + 32;
+    while (reinterpret_cast<uintptr_t>(data) & 15u) ++data;
+  }
+  bool guards_intact() const {
+    for (const uint16_t* g = store.data(); g < data; ++g)
+      if (*g != 0xffff) return false;
+    for (const uint16_t* g = data + n; g < store.data() + store.size(); ++g)
+      if (*g != 0xffff) return false;
+    return true;
+  }
+};
+
 }  // namespace pia::simt

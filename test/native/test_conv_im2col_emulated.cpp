@@ -31,22 +31,7 @@ struct Im2colCtx {
   T zero() const { return emu::from_f<T>(0.f); }
 };
 
-// A 16-byte aligned run of `n` 2-byte elements between NaN guards.
-struct Buffer {
-  std::vector<uint16_t> store;
-  uint16_t* data;
-  size_t n;
-  explicit Buffer(size_t count) : store(count + 80, 0xffff), data(store.data() + 32), n(count) {
-    while (reinterpret_cast<uintptr_t>(data) & 15u) ++data;
-  }
-  bool guards_intact() const {
-    for (const uint16_t* g = store.data(); g < data; ++g)
-      if (*g != 0xffff) return false;
-    for (const uint16_t* g = data + n; g < store.data() + store.size(); ++g)
-      if (*g != 0xffff) return false;
-    return true;
-  }
-};
+using Buffer = simt::GuardedBuffer;
 
 struct Case {
   const char* what;

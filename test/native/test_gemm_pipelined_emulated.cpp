@@ -32,23 +32,7 @@ struct Case {
   bool broadcast_a = false;             // stride_a 0
 };
 
-// A 16-byte aligned buffer of `n` elements between all-ones guards (NaN for both types).
-struct Buffer {
-  std::vector<uint16_t> store;
-  uint16_t* data = nullptr;
-  size_t n = 0;
-  explicit Buffer(size_t count) : store(count + 64 + 8, 0xffff), n(count) {
-    data = store.data() + 32;
-    while (reinterpret_cast<uintptr_t>(data) & 15u) ++data;
-  }
-  bool guards_intact() const {
-    for (const uint16_t* g = store.data(); g < data; ++g)
-      if (*g != 0xffff) return false;
-    for (const uint16_t* g = data + n; g < store.data() + store.size(); ++g)
-      if (*g != 0xffff) return false;
-    return true;
-  }
-};
+using Buffer = simt::GuardedBuffer;
 
 double act_ref(double v, int act) {
   switch (act) {

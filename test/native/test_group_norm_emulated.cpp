@@ -21,16 +21,8 @@ using namespace pia;
 namespace {
 
 template <typename T>
-struct Emu {
+struct Emu : simt::Thread {
   using Elem = T;
-  simt::Block* blk;
-  int tid;
-  int thread() const { return tid; }
-  int threads() const { return blk->threads(); }
-  int block_x() const { return blk->block(0); }
-  int block_y() const { return blk->block(1); }
-  int block_z() const { return blk->block(2); }
-  void sync() { blk->sync(tid); }
   float shfl_xor(float v, int lane_mask) {
     static const char* const kWhat = "__shfl_xor_sync";
     blk->float_slot[tid] = v;
@@ -38,14 +30,6 @@ struct Emu {
     const float r = blk->float_slot[(tid & ~31) | ((tid & 31) ^ lane_mask)];
     blk->warp_wait(tid, kWhat);  // nobody overwrites a slot before every lane has read
     return r;
-  }
-  float lds(const float* s) {
-    blk->read(tid, s, sizeof(float), "shared load");
-    return *s;
-  }
-  void sts(float* s, float v) {
-    blk->write(tid, s, sizeof(float), "shared store");
-    *s = v;
   }
   float to_f(T v) const { return emu::to_f(v); }
   T from_f(float v) const { return emu::from_f<T>(v); }
@@ -71,7 +55,7 @@ void emulate(const T* x, T* y, int64_t N, const pia_gn::Geom& q, const T* gamma,
       for (int g = 0; g < int(q.groups); ++g)
         for (int p = 0; p < int(q.pieces()); ++p)
           blk.run(p, g, n, [&](int tid) {
-            Emu<T> ctx{&blk, tid};
+            Emu<T> ctx{{&blk, tid}};
             if (pass == 0) pia_gn::sum_block(ctx, *shared(), x, q, sums.data());
             if (pass == 1) pia_gn::var_block(ctx, *shared(), x, q, sums.data(), sq.data());
             if (pass == 2) pia_gn::apply_block(ctx, *shared(), x, y, q, sums.data(), sq.data(), gamma, beta, eps, act);

@@ -101,25 +101,6 @@ PIA_TEST(strided_plans_for_the_networks_layouts) {
 namespace {
 
 template <typename Word>
-struct TransposeEmu {
-  pia::simt::Block* blk;
-  int tid;
-  int thread() const { return tid; }
-  int block_x() const { return blk->block(0); }
-  int block_y() const { return blk->block(1); }
-  int block_z() const { return blk->block(2); }
-  void sync() { blk->sync(tid); }
-  Word lds(const Word* p) {
-    blk->read(tid, p, sizeof(Word), "shared load");
-    return *p;
-  }
-  void sts(Word* p, Word v) {
-    blk->write(tid, p, sizeof(Word), "shared store");
-    *p = v;
-  }
-};
-
-template <typename Word>
 void check_transpose(int64_t B, int64_t R, int64_t C) {
   // Source [B, C, R] contiguous (unit stride along R), destination [B, R, C] with row padding.
   strided::Transpose t;
@@ -134,7 +115,7 @@ void check_transpose(int64_t B, int64_t R, int64_t C) {
     for (int x = 0; x < int((R + 31) / 32); ++x)
       for (int y = 0; y < int((C + 31) / 32); ++y)
         blk.run(x, y, z, [&](int tid) {
-          TransposeEmu<Word> ctx{&blk, tid};
+          pia::simt::Thread ctx{&blk, tid};
           pia_transpose::tile(ctx, *sh, src.data(), dst.data(), t);
         });
   for (int64_t b = 0; b < B; ++b)
