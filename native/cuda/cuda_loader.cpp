@@ -75,6 +75,11 @@ CudaStatus probe() {
   int count = 0;
   if (g_api.device_count(&count, err, sizeof err) != 0) {
     s.reason = std::string("CUDA initialisation failed: ") + err;
+    // The library carries the CUDA runtime it was built with (static cudart): an older driver
+    // cannot run it, and the fix is a driver update, which the runtime's message does not say.
+    if (s.reason.find("insufficient") != std::string::npos) {
+      s.reason += " (this build's CUDA 13 runtime needs NVIDIA driver 580 or newer; update the driver)";
+    }
     return s;
   }
   if (count == 0) {
