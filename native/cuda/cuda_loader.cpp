@@ -78,7 +78,7 @@ CudaStatus probe() {
     // The library carries the CUDA runtime it was built with (static cudart): an older driver
     // cannot run it, and the fix is a driver update, which the runtime's message does not say.
     if (s.reason.find("insufficient") != std::string::npos) {
-      s.reason += " (this build's CUDA 13 runtime needs NVIDIA driver 580 or newer; update the driver)";
+      s.reason += " (the CUDA runtime this build carries needs a newer NVIDIA driver: 580 or newer for CUDA 13)";
     }
     return s;
   }
