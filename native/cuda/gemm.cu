@@ -9,6 +9,7 @@
 #include "common.cuh"
 #include "cublaslt.cuh"
 #include "cudnn.cuh"
+#include "gemm_pipelined_body.cuh"
 #include "kernels.cuh"
 
 namespace pia_cuda {
@@ -17,16 +18,8 @@ namespace {
 
 enum BMode { kDense = 0, kTrans = 1, kIm2col = 2 };
 
-struct GemmP {
-  int M, N, K;
-  const void* A;
-  int64_t lda, sa;
-  const void* B;
-  int64_t ldb, sb;
-  void* C;
-  int64_t ldc, sc;
-  const void* bias;
-  int bias_per_row, act;
+// The pipelined kernel's operands and epilogue, plus the implicit GEMM's window geometry.
+struct GemmP : pia_gemm_pipe::Params {
   // im2col geometry (kIm2col): B(k, n) = x[c, oh·stride − pad_top + r, ow·stride − pad_left + s]
   // with k = (c·kh + r)·kw + s, n = oh·Wo + ow.
   int H, W, Wo, kh, kw, stride, pad_top, pad_left;
