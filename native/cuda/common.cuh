@@ -5,6 +5,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <dlfcn.h>
+
 #include <cstdint>
 
 #include "activation.cuh"  // apply_act
@@ -24,6 +26,13 @@ cudaStream_t stream();
 // PIA_CUDA_OK, or the launch error (cudaGetLastError) recorded under `what`.
 int check_launch(const char* what);
 int check(cudaError_t e, const char* what);
+
+// out = the symbol `name` of a dlopened library (cuBLASLt, cuDNN), as function pointer type F.
+template <typename F>
+bool sym(void* h, const char* name, F& out) {
+  out = reinterpret_cast<F>(dlsym(h, name));
+  return out != nullptr;
+}
 
 // Scratch memory from the caching allocator (stream-ordered reuse), for kernels that need it.
 int scratch_alloc(int device, size_t bytes, void** out);

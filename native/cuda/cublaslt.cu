@@ -95,12 +95,6 @@ std::atomic<bool> g_loaded{false};
 constexpr int kMaxDevices = 64;
 DeviceLt g_dev[kMaxDevices];
 
-template <typename F>
-bool sym(void* h, const char* name, F& out) {
-  out = reinterpret_cast<F>(dlsym(h, name));
-  return out != nullptr;
-}
-
 cudaDataType_t data_type(int dtype) { return dtype == 1 ? CUDA_R_16F : dtype == 2 ? CUDA_R_16BF : CUDA_R_32F; }
 
 int alignment(const void* p) {

@@ -113,12 +113,6 @@ std::atomic<uint64_t> g_cudnn_calls{0}, g_own_calls{0}, g_failures{0}, g_timed{0
 std::mutex g_failure_mu;
 char g_last_failure[256] = {0};
 
-template <typename F>
-bool sym(void* h, const char* name, F& out) {
-  out = reinterpret_cast<F>(dlsym(h, name));
-  return out != nullptr;
-}
-
 const char* status_text(DnnStatus s) {
   const char* t = g_dnn.error_string ? g_dnn.error_string(s) : nullptr;
   return t ? t : "unknown cuDNN status";
